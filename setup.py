@@ -1,0 +1,39 @@
+"""Install xlt_jax: `pip install -e .[test]` (add `tfds` on TPU VMs, `hf` for interop)."""
+
+from setuptools import find_packages, setup
+
+CORE = [
+    "jax>=0.10.0",
+    "flax>=0.12.0",
+    "optax>=0.2.5",
+    "orbax-checkpoint>=0.12.0",
+    "ml-collections>=1.0.0",
+    "clu>=0.0.12",
+    "sentencepiece>=0.2.0",
+    "grain>=0.2.12",
+    "numpy>=2.0",
+    "scipy>=1.13",
+    "seqeval>=1.2.2",
+    "absl-py>=2.0",
+    # clu.metric_writers needs TensorFlow; tensorboardX writes the same event files without it.
+    "tensorboardX>=2.6",
+    "matplotlib>=3.8",
+    "POT>=0.9.4",
+]
+
+EXTRAS = {
+    "test": ["pytest>=8", "pytest-xdist>=3.5", "hypothesis>=6.100", "ruff>=0.6"],
+    "tfds": ["tensorflow-datasets>=4.9.6", "tensorflow-cpu>=2.16"],
+    "hf": ["torch==2.13.0", "transformers>=4.45"],
+}
+
+setup(
+    name="xlt_jax",
+    version="0.1.0",
+    description="JAX/Flax TPU-native pretraining and evaluation for cross-lingual transfer research",
+    python_requires=">=3.11",
+    packages=find_packages(include=["xlt_jax", "xlt_jax.*"]),
+    package_data={"xlt_jax.data": ["manifest.json"]},
+    install_requires=CORE,
+    extras_require=EXTRAS,
+)

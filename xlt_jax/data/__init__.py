@@ -1,0 +1,1 @@
+"""Host-side data: datasets on disk, readers, tokenizer, transformations, pipelines."""
