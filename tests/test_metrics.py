@@ -1,0 +1,123 @@
+"""Metrics against golden values worked out by hand from XTREME's evaluate.py semantics."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from xlt_jax.metrics import (
+    accuracy,
+    bucc_f1,
+    mlqa_em_f1,
+    retrieval_accuracy,
+    seqeval_f1,
+    squad_em_f1,
+    token_accuracy,
+)
+from xlt_jax.metrics.xtreme import score_files
+
+
+def test_accuracy_counts_matches():
+    assert accuracy(["a", "b", "c", "a"], ["a", "b", "a", "a"]) == {"accuracy": 75.0}
+    with pytest.raises(ValueError, match="3 predictions for 4 labels"):
+        accuracy(["a"] * 4, ["a"] * 3)
+
+
+def test_seqeval_entity_f1_on_ner():
+    gold = [["B-PER", "I-PER", "O", "B-LOC"], ["B-ORG", "O"]]
+    pred = [["B-PER", "I-PER", "O", "B-ORG"], ["B-ORG", "O"]]
+    # gold entities: PER, LOC, ORG; predicted: PER, ORG(wrong span type), ORG -> 2 of 3 correct.
+    out = seqeval_f1(gold, pred)
+    assert out["precision"] == pytest.approx(200 / 3)
+    assert out["recall"] == pytest.approx(200 / 3)
+    assert out["f1"] == pytest.approx(200 / 3)
+
+
+def test_seqeval_on_bare_upos_merges_runs_unlike_token_accuracy():
+    # seqeval reads 'N' of NOUN as the prefix: NOUN NOUN is ONE chunk, so a single wrong tag ruins both.
+    gold = [["NOUN", "NOUN", "VERB"]]
+    pred = [["NOUN", "VERB", "VERB"]]
+    assert seqeval_f1(gold, pred)["f1"] == 0.0
+    assert token_accuracy(gold, pred)["accuracy"] == pytest.approx(200 / 3)
+    # SCONJ ('S' prefix, type CONJ) and CCONJ (type CONJ) share a type: predicting one for the other
+    # still fails because SCONJ is a single-token chunk and CCONJ is not.
+    assert seqeval_f1([["SCONJ"]], [["SCONJ"]])["f1"] == 100.0
+
+
+def test_squad_normalisation_and_partial_f1():
+    golds = {"q1": ["The Eiffel Tower"], "q2": ["in the year 1889", "1889"], "q3": ["Paris"]}
+    preds = {"q1": "eiffel tower!", "q2": "the year"}  # q3 unanswered: counts as 0
+    out = squad_em_f1(golds, preds)
+    assert out["exact_match"] == pytest.approx(100 / 3)
+    # q2: "year" vs "in year 1889" -> P=1, R=1/3, F1=0.5 (max over golds; "1889" gives 0).
+    assert out["f1"] == pytest.approx(100 * (1 + 0.5) / 3)
+
+
+def test_mlqa_language_rules():
+    golds = {"a": ["北京大学"], "b": ["der Hund"]}
+    out_zh = mlqa_em_f1({"a": golds["a"]}, {"a": "北京"}, "zh")
+    assert out_zh["f1"] == pytest.approx(100 * 2 * 0.5 / 1.5)  # 2 of 4 characters
+    assert mlqa_em_f1({"b": golds["b"]}, {"b": "Hund"}, "de")["exact_match"] == 100.0
+    assert squad_em_f1({"b": golds["b"]}, {"b": "Hund"})["exact_match"] == 0.0
+    with pytest.raises(ValueError, match="no rules for language 'xx'"):
+        mlqa_em_f1(golds, {}, "xx")
+
+
+def test_retrieval_accuracy_by_cosine():
+    rng = np.random.default_rng(0)
+    src = rng.normal(size=(50, 16))
+    tgt = 3.0 * src + 0.01 * rng.normal(size=src.shape)  # scale does not matter for cosine
+    assert retrieval_accuracy(src, tgt)["accuracy"] == 100.0
+    shuffled = tgt[::-1]
+    assert retrieval_accuracy(src, shuffled)["accuracy"] < 10.0
+
+
+def test_bucc_pair_set_f1():
+    out = bucc_f1(["1\t2", "3\t4"], ["1\t2", "5\t6", "1\t2"])
+    assert out["precision"] == 50.0 and out["recall"] == 50.0 and out["f1"] == 50.0
+    assert bucc_f1(["1\t2"], ["2\t1"])["f1"] == 0.0
+
+
+def _write(path, text):
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_score_files_in_xtreme_formats(tmp_path):
+    gold = _write(tmp_path / "gold.tsv", "B-PER\nI-PER\nO\n\nB-LOC\n")
+    pred = _write(tmp_path / "pred.tsv", "B-PER\nI-PER\nO\n\nO\n")
+    out = score_files("panx", pred, gold)
+    assert out["precision"] == 100.0 and out["recall"] == 50.0
+    assert out["metric"] == pytest.approx(200 / 3)
+
+    squad = {"data": [{"title": "t", "paragraphs": [{"context": "c", "qas": [
+        {"id": "x", "question": "?", "answers": [{"text": "Paris", "answer_start": 0}]},
+        {"id": "y", "question": "?", "answers": [{"text": "a dog", "answer_start": 0}]},
+    ]}]}]}
+    gold_json = _write(tmp_path / "gold.json", json.dumps(squad))
+    pred_json = _write(tmp_path / "pred.json", json.dumps({"x": "Paris", "y": "cat"}))
+    out = score_files("xquad", pred_json, gold_json)
+    assert out["exact_match"] == 50.0 and out["metric"] == 50.0
+
+
+def test_score_cli_ends_with_json(tmp_path):
+    gold = _write(tmp_path / "g.tsv", "entailment\nneutral\ncontradiction\nneutral\n")
+    pred = _write(tmp_path / "p.tsv", "entailment\nneutral\nneutral\nneutral\n")
+    proc = subprocess.run(
+        [sys.executable, "-m", "xlt_jax.evaluate", "score", "--task", "xnli",
+         "--predictions", str(pred), "--labels", str(gold)],
+        capture_output=True, text=True, check=True,
+    )
+    last = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert last["task"] == "xnli" and last["accuracy"] == 75.0
+
+
+def test_score_mismatched_lengths_names_file(tmp_path):
+    gold = _write(tmp_path / "g.tsv", "a\nb\n")
+    pred = _write(tmp_path / "p.tsv", "a\n")
+    with pytest.raises(ValueError, match="p.tsv"):
+        score_files("xnli", pred, gold)
