@@ -20,6 +20,8 @@ def data_path(relative: str | os.PathLike) -> pathlib.Path:
 
 
 def mirror_dir() -> pathlib.Path | None:
-    """Local mirror to copy datasets from instead of the network, if set."""
+    """Local mirror directory to copy datasets from, if set (an HTTP mirror URL gives None here)."""
     value = os.environ.get(MIRROR_ENV)
-    return pathlib.Path(value).resolve() if value else None
+    if not value or "://" in value:
+        return None
+    return pathlib.Path(value).resolve()
