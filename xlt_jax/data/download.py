@@ -677,7 +677,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m xlt_jax.data.download",
                                      description=__doc__.split("\n")[0])
     parser.add_argument("--datasets", default=None,
-                        help="comma-separated groups / dataset ids / paths (default: all); see --list")
+                        help="comma-separated groups / dataset ids / paths (default: every data group; "
+                             "'meta' (the mirror's MANIFEST.md, checksums) only when named); see --list")
     parser.add_argument("--data-dir", default=None,
                         help=f"target directory (default ${paths.DATA_DIR_ENV} or ./data)")
     parser.add_argument("--source", default=None,
@@ -700,7 +701,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.list:
             _list(load_manifest())
             return 0
-        names = args.datasets.split(",") if args.datasets is not None else None
+        # The mirror's documentation files change independently of the data; fetch them only on request.
+        names = args.datasets.split(",") if args.datasets is not None else [g for g in GROUPS if g != "meta"]
         download(names, args.data_dir, args.source, retries=args.retries, workers=args.workers)
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
