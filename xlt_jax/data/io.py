@@ -3,11 +3,34 @@
 from __future__ import annotations
 
 import gzip
+import io
 import os
 import zlib
 from collections.abc import Iterator
 
 from xlt_jax.errors import DataFormatError
+
+_GZIP_ERRORS = (EOFError, gzip.BadGzipFile, zlib.error, OSError)
+
+
+def _open_binary(path: str, buffered: bool) -> io.BufferedIOBase:
+    if not path.endswith(".gz"):
+        return open(path, "rb")  # noqa: SIM115
+    # A large BufferedReader around GzipFile makes line iteration ~3x faster than GzipFile's readline.
+    raw = gzip.open(path, "rb")  # noqa: SIM115
+    return io.BufferedReader(raw, buffer_size=1 << 20) if buffered else raw
+
+
+def _first_unreadable_line(path: str) -> int:
+    """Re-read without read-ahead to find the line at which a corrupt stream breaks (error path only)."""
+    complete = 0
+    try:
+        with _open_binary(path, buffered=False) as f:
+            for _ in f:
+                complete += 1
+    except _GZIP_ERRORS:
+        pass
+    return complete + 1
 
 
 def open_lines(path: str | os.PathLike) -> Iterator[tuple[int, str]]:
@@ -19,18 +42,16 @@ def open_lines(path: str | os.PathLike) -> Iterator[tuple[int, str]]:
     path = os.fspath(path)
     if not os.path.exists(path):
         raise DataFormatError(path, None, "file does not exist")
-    opener = gzip.open if path.endswith(".gz") else open
-    lineno = 0
     try:
-        with opener(path, "rb") as f:
+        with _open_binary(path, buffered=True) as f:
             for lineno, raw in enumerate(f, start=1):
                 try:
                     text = raw.decode("utf-8")
                 except UnicodeDecodeError as e:
                     raise DataFormatError(path, lineno, f"undecodable bytes (not UTF-8): {e.reason}") from e
                 yield lineno, text.rstrip("\n").rstrip("\r")
-    except (EOFError, gzip.BadGzipFile, zlib.error, OSError) as e:
-        raise DataFormatError(path, lineno + 1, f"corrupt or truncated file: {e}") from e
+    except _GZIP_ERRORS as e:
+        raise DataFormatError(path, _first_unreadable_line(path), f"corrupt or truncated file: {e}") from e
 
 
 def read_text(path: str | os.PathLike) -> str:
