@@ -1,0 +1,118 @@
+"""MLM masking (REFERENCE_SPEC §3.2, §0.3), vectorised over a [B, L] batch.
+
+Like HF's `DataCollatorForLanguageModeling`: every non-special position is selected with probability 0.15
+(Bernoulli, so the count varies per sequence); selected positions become `<mask>` (80%), a random id
+(10%) or stay unchanged (10%); the loss covers selected positions only. Masks are dynamic: they depend on
+the draw (epoch) as well as the example, so each epoch sees new masks, yet any batch can be rebuilt
+exactly. All randomness is one counter-based hash per position (`xlt_jax.data.hashing`), so a sequence
+gets the same mask whatever batch, host or order it is processed in.
+
+The derived language uses the original `<mask>` id (PM masks after transforming). Random replacements come
+from `[0, V)` for every sequence as in the reference (`"original_vocab"`), or from the sequence's own copy
+of the vocabulary, `[cV, (c+1)V)`, with `"same_language"`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+
+import numpy as np
+
+from xlt_jax.data import hashing
+from xlt_jax.data.vocab import VocabLayout
+from xlt_jax.errors import ConfigError
+
+REPLACEMENT_MODES = ("original_vocab", "same_language")
+_SALT_SELECT = 0x4D4C4D01  # position selection and 80/10/10 action
+_SALT_RANDOM_ID = 0x4D4C4D02  # replacement ids
+_U24 = float(1 << 24)
+
+
+@dataclasses.dataclass(frozen=True)
+class MLMConfig:
+    """Masking rates; defaults are the reference recipe."""
+
+    probability: float = 0.15
+    mask_rate: float = 0.8
+    random_rate: float = 0.1
+    random_replacement: str = "original_vocab"
+
+    def __post_init__(self) -> None:
+        if self.random_replacement not in REPLACEMENT_MODES:
+            raise ConfigError(
+                f"data.random_replacement={self.random_replacement!r}; expected one of {REPLACEMENT_MODES}"
+            )
+        if not 0.0 <= self.probability <= 1.0:
+            raise ConfigError(f"data.mlm_probability={self.probability} is not in [0, 1]")
+        if self.mask_rate < 0 or self.random_rate < 0 or self.mask_rate + self.random_rate > 1.0:
+            raise ConfigError(
+                f"data.mask_rate={self.mask_rate} + data.random_rate={self.random_rate} must lie in [0, 1]"
+            )
+
+
+@functools.lru_cache(maxsize=8)
+def special_table(layout: VocabLayout) -> np.ndarray:
+    """bool[layout.size]: ids never selected for prediction.
+
+    The five specials in every vocabulary copy (the transliterated `<unk>`/`<mask>` included, since the
+    reference derives its special-token mask before transforming) and all sentinels.
+    """
+    table = np.zeros(layout.size, dtype=bool)
+    for copy in range(layout.copies):
+        table[np.asarray(layout.specials.all) + copy * layout.base_size] = True
+    table[layout.base_size * layout.copies :] = True
+    return table
+
+
+def _position_bits(seed: int, example_ids: np.ndarray, draws: np.ndarray, length: int) -> np.ndarray:
+    return hashing.hash64(
+        seed, _SALT_SELECT, example_ids[:, None], draws[:, None], np.arange(length, dtype=np.int64)[None, :]
+    )
+
+
+def mask_tokens(
+    ids: np.ndarray,
+    *,
+    layout: VocabLayout,
+    seed: int,
+    example_ids: np.ndarray,
+    draws: np.ndarray,
+    config: MLMConfig = MLMConfig(),
+    vocab_copy: np.ndarray | None = None,
+) -> dict[str, np.ndarray]:
+    """MLM inputs, targets and masks for a batch `ids` [B, L] (int32).
+
+    `example_ids` [B] and `draws` [B] key the randomness; `vocab_copy` [B] says which vocabulary copy
+    each sequence is written in (0 = original, 1 = transliterated), used only by `"same_language"`.
+    Returns `input_ids`, `targets` (the id where predicted, else 0), `loss_mask` (float32) and
+    `attention_mask` (1 on non-pad), all [B, L].
+    """
+    ids = np.asarray(ids, dtype=np.int32)
+    batch, length = ids.shape
+    example_ids = np.asarray(example_ids, dtype=np.int64).reshape(batch)
+    draws = np.asarray(draws, dtype=np.int64).reshape(batch)
+    bits = _position_bits(seed, example_ids, draws, length)
+    # Two independent 24-bit uniforms from one 64-bit hash: selection (high bits), action (middle bits).
+    u_select = (bits >> np.uint64(40)).astype(np.float32) * np.float32(1.0 / _U24)
+    u_action = ((bits >> np.uint64(16)) & np.uint64(0xFFFFFF)).astype(np.float32) * np.float32(1.0 / _U24)
+    selected = (u_select < np.float32(config.probability)) & ~special_table(layout)[ids]
+    to_mask = selected & (u_action < np.float32(config.mask_rate))
+    to_random = selected & ~to_mask & (u_action < np.float32(config.mask_rate + config.random_rate))
+
+    input_ids = np.where(to_mask, np.int32(layout.specials.mask), ids)
+    rows, cols = np.nonzero(to_random)
+    if len(rows):
+        offset = np.zeros(len(rows), dtype=np.int64)
+        if config.random_replacement == "same_language" and vocab_copy is not None:
+            offset = np.asarray(vocab_copy, dtype=np.int64).reshape(batch)[rows] * layout.base_size
+        random_ids = hashing.randint(
+            seed, 0, layout.base_size, _SALT_RANDOM_ID, example_ids[rows], draws[rows], cols
+        )
+        input_ids[rows, cols] = (random_ids + offset).astype(np.int32)
+    return {
+        "input_ids": input_ids,
+        "targets": np.where(selected, ids, np.int32(0)),
+        "loss_mask": selected.astype(np.float32),
+        "attention_mask": (ids != layout.specials.pad).astype(np.int32),
+    }
