@@ -127,6 +127,11 @@ class Tokenizer:
         """Id layout for `copies` blocks of V ids (2 with transliteration) plus this tokenizer's sentinels."""
         return VocabLayout(base_size=self.base_size, copies=copies, num_sentinels=self.num_sentinels)
 
+    @property
+    def sp(self) -> spm.SentencePieceProcessor:
+        """The underlying SentencePiece processor (for offsets and other low-level calls)."""
+        return self._sp
+
     def piece(self, token_id: int) -> str:
         """Surface piece of a base id in [0, V) (`▁` marks a preceding space)."""
         if not 0 <= int(token_id) < self.base_size:

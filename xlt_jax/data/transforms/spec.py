@@ -36,7 +36,7 @@ OPTIONS = ("level", "shift_special", "keep_fraction", "keep_seed", "syntax_opts"
 # Task name -> input kind. QA accepts only inversion and transliteration (§1.2).
 TASKS = {
     **dict.fromkeys(("pretrain", "mlm", "span_corruption", "sequence"), "sequence"),
-    **dict.fromkeys(("xnli", "pawsx", "classification", "pair"), "pair"),
+    **dict.fromkeys(("nli", "xnli", "sick", "pawsx", "classification", "pair"), "pair"),
     **dict.fromkeys(("ner", "panx", "wikiann", "pos", "udpos", "tagging"), "tagging"),
     **dict.fromkeys(("qa", "xquad", "mlqa", "tydiqa", "squad"), "qa"),
     **dict.fromkeys(("tatoeba", "bucc", "retrieval"), "retrieval"),
