@@ -44,11 +44,11 @@ class TaskSpec:
 
 
 TASKS: dict[str, TaskSpec] = {
-    "pos": TaskSpec("pos", "tagging", "tagging", "pos_token_acc", 128),
-    "ner": TaskSpec("ner", "tagging", "tagging", "ner_f1", 128),
+    "pos": TaskSpec("pos", "tagging", "tagging", "token_accuracy", 128),
+    "ner": TaskSpec("ner", "tagging", "tagging", "seqeval_f1", 128),
     "nli": TaskSpec("nli", "classification", "pair", "accuracy", 128),
-    "qa": TaskSpec("qa", "qa", "qa", "squad_f1", 384),
-    "tatoeba": TaskSpec("tatoeba", "retrieval", "retrieval", "retrieval_accuracy", 128),
+    "qa": TaskSpec("qa", "qa", "qa", "f1", 384),
+    "tatoeba": TaskSpec("tatoeba", "retrieval", "retrieval", "accuracy", 128),
 }
 
 
