@@ -1,0 +1,406 @@
+"""Transformer building blocks shared by RoBERTa and T5, annotated with logical axis names.
+
+Parameters carry their logical names in the variable metadata key `out_sharding` (Flax NNX's convention);
+activations are pinned with `constrain`. Both resolve through the `nnx.logical_axis_rules` context, so no
+mesh axis name or PartitionSpec appears in model code (ENV_NOTES §3).
+
+Dropout randomness is threaded explicitly as keys: layers own parameters only, so a scanned stack carries no
+RNG state and the same weights run identically under `nnx.scan` or a Python loop.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+from flax.linen import spmd as linen_spmd
+
+from xlt_jax.errors import ConfigError
+
+# The logical axis vocabulary. `layers` is the scan axis of stacked parameters (map it to None in the rules).
+LOGICAL_AXES = ("batch", "length", "embed", "heads", "kv", "mlp", "vocab", "layers", "relpos_buckets")
+
+LayerFn = Callable[..., jax.Array]
+
+DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
+
+# jax.checkpoint policies by config name; "none" means no rematerialisation at all.
+REMAT_POLICIES: dict[str, Any] = {
+    "none": None,
+    "full": jax.checkpoint_policies.nothing_saveable,
+    "dots_saveable": jax.checkpoint_policies.dots_saveable,
+    "dots_with_no_batch_dims_saveable": jax.checkpoint_policies.dots_with_no_batch_dims_saveable,
+    "everything_saveable": jax.checkpoint_policies.everything_saveable,
+}
+
+
+def resolve_dtype(name: str) -> Any:
+    if name not in DTYPES:
+        raise ConfigError(f"model dtype {name!r} is not one of {sorted(DTYPES)}")
+    return DTYPES[name]
+
+
+def param_creation_context() -> contextlib.AbstractContextManager:
+    """Context for creating parameters: eager sharding under a mesh (`jax.set_mesh`), none without one.
+
+    With eager sharding on and no mesh, creating a Variable that has `out_sharding` metadata raises; without a
+    mesh there is nothing to shard to, so it is switched off and the logical names are only recorded.
+    """
+    if jax.sharding.get_abstract_mesh().empty:
+        return nnx.use_eager_sharding(False)
+    return contextlib.nullcontext()
+
+
+def axes(*names: str | None) -> dict[str, tuple[str | None, ...]]:
+    """Variable metadata that gives a parameter its logical axis names."""
+    return {"out_sharding": tuple(names)}
+
+
+def constrain(x: jax.Array, names: Sequence[str | None]) -> jax.Array:
+    """Pin an activation's sharding by logical names; a no-op without a mesh or rules.
+
+    Uses linen's resolver on purpose: it leaves an axis unsharded when its mesh axis is already taken by
+    another dimension (e.g. batch→(data, fsdp) and embed→fsdp), which a plain rename would reject.
+    """
+    return linen_spmd.with_logical_constraint(x, tuple(names))
+
+
+def dropout(x: jax.Array, rate: float, key: jax.Array, deterministic: bool) -> jax.Array:
+    """Inverted dropout with an explicit key (see the module docstring for why not `nnx.Dropout`)."""
+    if deterministic or rate <= 0.0:
+        return x
+    keep = jax.random.bernoulli(key, 1.0 - rate, x.shape)
+    return jnp.where(keep, x / (1.0 - rate), jnp.zeros_like(x)).astype(x.dtype)
+
+
+def dense(
+    in_features: int | tuple[int, ...],
+    out_features: int | tuple[int, ...],
+    names: tuple[str | None, ...],
+    *,
+    use_bias: bool,
+    kernel_init: Any,
+    dtype: Any,
+    param_dtype: Any,
+    rngs: nnx.Rngs,
+) -> nnx.LinearGeneral:
+    """A (possibly multi-axis) dense layer whose kernel has logical names `names` (inputs then outputs).
+
+    The bias takes the output names. Initialisers see the flattened 2-D kernel, as in t5x's DenseGeneral.
+    """
+    n_in = len(in_features) if isinstance(in_features, tuple) else 1
+    return nnx.LinearGeneral(
+        in_features,
+        out_features,
+        axis=tuple(range(-n_in, 0)) if n_in > 1 else -1,
+        use_bias=use_bias,
+        dtype=dtype,
+        param_dtype=param_dtype,
+        kernel_init=kernel_init,
+        kernel_metadata=axes(*names),
+        bias_metadata=axes(*names[n_in:]),
+        rngs=rngs,
+    )
+
+
+def attention_bias(
+    query_mask: jax.Array | None, key_mask: jax.Array, *, causal: bool, dtype: Any
+) -> jax.Array:
+    """Additive attention bias [B, 1, Lq, Lk]: 0 where a query may attend a key, a large negative otherwise."""
+    allowed = key_mask[:, None, None, :].astype(bool)
+    if query_mask is not None:
+        allowed = allowed & query_mask[:, None, :, None].astype(bool)
+    if causal:
+        lq, lk = allowed.shape[-2], key_mask.shape[-1]
+        allowed = allowed & jnp.tril(jnp.ones((lq, lk), dtype=bool))[None, None]
+    return jnp.where(allowed, 0.0, jnp.finfo(dtype).min / 2).astype(dtype)
+
+
+class MultiHeadAttention(nnx.Module):
+    """Multi-head attention with [embed]→[heads, kv] projections.
+
+    `scale_at_runtime=True` divides scores by √head_dim (BERT/RoBERTa); T5 instead folds that factor into the
+    query kernel's initialiser (`query_init`), so the runtime product is unscaled.
+    """
+
+    def __init__(
+        self,
+        hidden: int,
+        heads: int,
+        head_dim: int,
+        *,
+        use_bias: bool,
+        kernel_init: Any,
+        query_init: Any | None = None,
+        scale_at_runtime: bool,
+        dropout_rate: float,
+        dtype: Any,
+        param_dtype: Any,
+        rngs: nnx.Rngs,
+    ):
+        proj = dict(use_bias=use_bias, dtype=dtype, param_dtype=param_dtype, rngs=rngs)
+        in_names = ("embed", "heads", "kv")
+        self.query = dense(hidden, (heads, head_dim), in_names, kernel_init=query_init or kernel_init, **proj)
+        self.key = dense(hidden, (heads, head_dim), in_names, kernel_init=kernel_init, **proj)
+        self.value = dense(hidden, (heads, head_dim), in_names, kernel_init=kernel_init, **proj)
+        self.out = dense((heads, head_dim), hidden, ("heads", "kv", "embed"), kernel_init=kernel_init, **proj)
+        self.scale = 1.0 / np.sqrt(head_dim) if scale_at_runtime else 1.0
+        self.dropout_rate = dropout_rate
+        self.dtype = dtype
+
+    def __call__(
+        self, inputs_q: jax.Array, inputs_kv: jax.Array, bias: jax.Array, *, key: jax.Array, deterministic: bool
+    ) -> jax.Array:
+        qkv_names = ("batch", "length", "heads", "kv")
+        q = constrain(self.query(inputs_q), qkv_names)
+        k = constrain(self.key(inputs_kv), qkv_names)
+        v = constrain(self.value(inputs_kv), qkv_names)
+        if self.scale != 1.0:
+            q = q * jnp.asarray(self.scale, q.dtype)
+        scores = jnp.einsum("bqhd,bkhd->bhqk", q, k) + bias.astype(q.dtype)
+        probs = jax.nn.softmax(scores.astype(jnp.float32), axis=-1).astype(self.dtype)
+        probs = dropout(probs, self.dropout_rate, key, deterministic)
+        context = constrain(jnp.einsum("bhqk,bkhd->bqhd", probs, v), qkv_names)
+        return constrain(self.out(context), ("batch", "length", "embed"))
+
+
+class Mlp(nnx.Module):
+    """BERT/RoBERTa feed-forward block: dense(+bias) → GELU (erf) → dense(+bias)."""
+
+    def __init__(self, hidden: int, mlp: int, *, kernel_init: Any, dtype: Any, param_dtype: Any, rngs: nnx.Rngs):
+        kw = dict(use_bias=True, kernel_init=kernel_init, dtype=dtype, param_dtype=param_dtype, rngs=rngs)
+        self.wi = dense(hidden, mlp, ("embed", "mlp"), **kw)
+        self.wo = dense(mlp, hidden, ("mlp", "embed"), **kw)
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        h = constrain(jax.nn.gelu(self.wi(x), approximate=False), ("batch", "length", "mlp"))
+        return constrain(self.wo(h), ("batch", "length", "embed"))
+
+
+class GatedMlp(nnx.Module):
+    """T5 v1.1 gated-GELU block: (gelu(x·wi_0) ⊙ x·wi_1) → dropout → ·wo, no biases.
+
+    GELU is the tanh form, as `flax.linen.gelu` defaults to in t5x (HF calls it "gelu_new").
+    """
+
+    def __init__(
+        self,
+        hidden: int,
+        mlp: int,
+        *,
+        dropout_rate: float,
+        kernel_init: Any,
+        dtype: Any,
+        param_dtype: Any,
+        rngs: nnx.Rngs,
+    ):
+        kw = dict(use_bias=False, kernel_init=kernel_init, dtype=dtype, param_dtype=param_dtype, rngs=rngs)
+        self.wi_0 = dense(hidden, mlp, ("embed", "mlp"), **kw)
+        self.wi_1 = dense(hidden, mlp, ("embed", "mlp"), **kw)
+        self.wo = dense(mlp, hidden, ("mlp", "embed"), **kw)
+        self.dropout_rate = dropout_rate
+
+    def __call__(self, x: jax.Array, *, key: jax.Array, deterministic: bool) -> jax.Array:
+        h = jax.nn.gelu(self.wi_0(x), approximate=True) * self.wi_1(x)
+        h = constrain(dropout(h, self.dropout_rate, key, deterministic), ("batch", "length", "mlp"))
+        return constrain(self.wo(h), ("batch", "length", "embed"))
+
+
+def layer_norm(hidden: int, *, eps: float, dtype: Any, param_dtype: Any, rngs: nnx.Rngs) -> nnx.LayerNorm:
+    """BERT-style LayerNorm (scale and bias over `embed`), statistics in float32 by two passes."""
+    return nnx.LayerNorm(
+        hidden,
+        epsilon=eps,
+        dtype=dtype,
+        param_dtype=param_dtype,
+        use_fast_variance=False,
+        scale_metadata=axes("embed"),
+        bias_metadata=axes("embed"),
+        rngs=rngs,
+    )
+
+
+def rms_norm(hidden: int, *, eps: float, dtype: Any, param_dtype: Any, rngs: nnx.Rngs) -> nnx.RMSNorm:
+    """T5 LayerNorm: scale only, no mean subtraction, no bias."""
+    return nnx.RMSNorm(
+        hidden, epsilon=eps, dtype=dtype, param_dtype=param_dtype, scale_metadata=axes("embed"), rngs=rngs
+    )
+
+
+def relative_position_bucket(
+    relative_position: np.ndarray, *, bidirectional: bool, num_buckets: int = 32, max_distance: int = 128
+) -> np.ndarray:
+    """T5's bucketing of `key_pos - query_pos` (t5x `RelativePositionBiases._relative_position_bucket`).
+
+    Exact buckets for small distances, log-spaced up to `max_distance`, everything beyond in the last bucket.
+    Bidirectional: the upper half of the buckets holds keys after the query. Causal: keys after the query all
+    fall in bucket 0 (they are masked anyway).
+    """
+    n = -np.asarray(relative_position, dtype=np.int64)
+    ret = np.zeros_like(n)
+    if bidirectional:
+        num_buckets //= 2
+        ret += (n < 0).astype(np.int64) * num_buckets
+        n = np.abs(n)
+    else:
+        n = np.maximum(n, 0)
+    max_exact = num_buckets // 2
+    is_small = n < max_exact
+    with np.errstate(divide="ignore"):
+        scaled = np.log(n.astype(np.float32) / max_exact + np.finfo(np.float32).eps) / np.log(
+            max_distance / max_exact
+        )
+    val_if_large = max_exact + (scaled * (num_buckets - max_exact)).astype(np.int64)
+    val_if_large = np.minimum(val_if_large, num_buckets - 1)
+    return (ret + np.where(is_small, n, val_if_large)).astype(np.int32)
+
+
+class RelativePositionBias(nnx.Module):
+    """Per-head learned bias over relative-position buckets; one per stack, shared by all its layers."""
+
+    def __init__(
+        self,
+        heads: int,
+        *,
+        num_buckets: int,
+        max_distance: int,
+        bidirectional: bool,
+        dtype: Any,
+        param_dtype: Any,
+        rngs: nnx.Rngs,
+    ):
+        init = jax.nn.initializers.variance_scaling(1.0, "fan_avg", "uniform")
+        self.embedding = nnx.Param(
+            init(rngs.params(), (heads, num_buckets), param_dtype), **axes("heads", "relpos_buckets")
+        )
+        self.num_buckets = num_buckets
+        self.max_distance = max_distance
+        self.bidirectional = bidirectional
+        self.dtype = dtype
+
+    def __call__(self, query_len: int, key_len: int) -> jax.Array:
+        """Bias [1, heads, query_len, key_len]; the bucket table is a trace-time NumPy constant."""
+        rel = np.arange(key_len)[None, :] - np.arange(query_len)[:, None]
+        buckets = relative_position_bucket(
+            rel, bidirectional=self.bidirectional, num_buckets=self.num_buckets, max_distance=self.max_distance
+        )
+        bias = jnp.take(self.embedding[...].astype(self.dtype), jnp.asarray(buckets), axis=1)
+        return bias[None]
+
+
+class LayerStack(nnx.Module):
+    """`num_layers` copies of one block, run under `nnx.scan` (parameters stacked on a leading `layers` axis)
+    or as a Python loop over an `nnx.List`, with optional rematerialisation of each block.
+
+    A block is called as `block(x, *context, key=key, deterministic=...)` and returns the new `x`; `context`
+    (masks, biases, encoder outputs) is the same for every layer.
+    """
+
+    def __init__(
+        self,
+        make_layer: Callable[[nnx.Rngs], nnx.Module],
+        num_layers: int,
+        *,
+        scan: bool,
+        remat_policy: str,
+        rngs: nnx.Rngs,
+    ):
+        if remat_policy not in REMAT_POLICIES:
+            raise ConfigError(f"model.remat_policy {remat_policy!r} is not one of {sorted(REMAT_POLICIES)}")
+        self.num_layers = num_layers
+        self.scan = scan
+        self.remat_policy = remat_policy
+        if scan:
+
+            @nnx.split_rngs(splits=num_layers)
+            @nnx.vmap(in_axes=(0,), out_axes=0, transform_metadata={nnx.PARTITION_NAME: "layers"})
+            def create(layer_rngs: nnx.Rngs) -> nnx.Module:
+                return make_layer(layer_rngs)
+
+            self.blocks = create(rngs)
+        else:
+            self.blocks = nnx.List([make_layer(rngs) for _ in range(num_layers)])
+
+    def _step_fn(self, context: tuple[jax.Array, ...], deterministic: bool) -> Callable[..., jax.Array]:
+        def step(layer: nnx.Module, x: jax.Array, key: jax.Array) -> jax.Array:
+            return layer(x, *context, key=key, deterministic=deterministic)
+
+        if self.remat_policy == "none":
+            return step
+        return nnx.remat(step, policy=REMAT_POLICIES[self.remat_policy], prevent_cse=not self.scan)
+
+    def __call__(
+        self,
+        x: jax.Array,
+        *context: jax.Array,
+        key: jax.Array,
+        deterministic: bool,
+        collect: bool = False,
+    ) -> tuple[jax.Array, list[jax.Array]]:
+        """Run all layers; returns the final output and, if `collect`, every layer's output in order."""
+        keys = jax.random.split(key, self.num_layers)
+        step = self._step_fn(context, deterministic)
+        if not self.scan:
+            outputs = []
+            for i, layer in enumerate(self.blocks):
+                x = step(layer, x, keys[i])
+                outputs.append(x)
+            return x, outputs if collect else []
+
+        @nnx.scan(
+            in_axes=(0, nnx.Carry, 0),
+            out_axes=(nnx.Carry, 0),
+            transform_metadata={nnx.PARTITION_NAME: "layers"},
+        )
+        def body(layer: nnx.Module, h: jax.Array, k: jax.Array) -> tuple[jax.Array, jax.Array | None]:
+            h = step(layer, h, k)
+            return h, (h if collect else None)
+
+        x, stacked = body(self.blocks, x, keys)
+        return x, [stacked[i] for i in range(self.num_layers)] if collect else []
+
+
+# --- moving weights between the scanned and the looped layout ------------------------------------------
+
+
+def _stack_paths(model: nnx.Module) -> list[tuple[tuple[Any, ...], LayerStack]]:
+    return [(tuple(path), m) for path, m in nnx.iter_modules(model) if isinstance(m, LayerStack)]
+
+
+def _get(tree: dict, path: tuple[Any, ...]) -> Any:
+    for p in path:
+        tree = tree[p]
+    return tree
+
+
+def _set(tree: dict, path: tuple[Any, ...], value: Any) -> None:
+    for p in path[:-1]:
+        tree = tree[p]
+    tree[path[-1]] = value
+
+
+def transfer_weights(src: nnx.Module, dst: nnx.Module) -> None:
+    """Copy every parameter of `src` into `dst`, converting each `LayerStack` between scanned and looped form.
+
+    Both models must come from the same config apart from `scan_layers` / `remat_policy` / dtypes. Useful for
+    loading a scanned checkpoint into the (faster on CPU, ENV_NOTES §8) loop layout and for tests.
+    """
+    pure = nnx.to_pure_dict(nnx.state(src, nnx.Param))
+    dst_stacks = dict(_stack_paths(dst))
+    for path, src_stack in _stack_paths(src):
+        dst_stack = dst_stacks[path]
+        sub = _get(pure, (*path, "blocks"))
+        if src_stack.scan and not dst_stack.scan:
+            sub = {i: jax.tree.map(lambda a, i=i: a[i], sub) for i in range(src_stack.num_layers)}
+        elif dst_stack.scan and not src_stack.scan:
+            per_layer = [sub[i] for i in range(src_stack.num_layers)]
+            sub = jax.tree.map(lambda *xs: jnp.stack(xs), *per_layer)
+        _set(pure, (*path, "blocks"), sub)
+    dst_state = nnx.state(dst, nnx.Param)
+    nnx.replace_by_pure_dict(dst_state, pure)
+    nnx.update(dst, dst_state)

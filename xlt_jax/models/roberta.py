@@ -1,0 +1,189 @@
+"""RoBERTa encoder with the MLM head, as the paper's `RobertaForMaskedLM` (REFERENCE_SPEC §3.1).
+
+Post-LN blocks, learned absolute positions with RoBERTa's padding offset (real tokens count from pad_id + 1
+= 2, so max_len + 2 position rows), one token-type row, GELU (erf), LayerNorm eps 1e-5, N(0, 0.02) init with
+the padding rows zeroed as Hugging Face does, and an MLM decoder tied to the word embeddings plus a bias.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from xlt_jax.data.vocab import SPECIALS
+from xlt_jax.models.heads import MlmHead
+from xlt_jax.models.layers import (
+    LayerStack,
+    Mlp,
+    MultiHeadAttention,
+    attention_bias,
+    axes,
+    constrain,
+    dropout,
+    layer_norm,
+    resolve_dtype,
+)
+from xlt_jax.models.losses import token_cross_entropy
+from xlt_jax.models.presets import ModelSpec
+
+LAYER_NORM_EPS = 1e-5
+INIT_STD = 0.02
+PAD_ID = SPECIALS.pad
+
+
+def _normal_with_zero_row(row: int) -> Any:
+    """N(0, 0.02) with one row zeroed (HF `_init_weights` zeroes `padding_idx` rows)."""
+    base = jax.nn.initializers.normal(INIT_STD)
+
+    def init(key: jax.Array, shape: tuple[int, ...], dtype: Any = jnp.float32) -> jax.Array:
+        return base(key, shape, dtype).at[row].set(0)
+
+    return init
+
+
+def position_ids(attention_mask: jax.Array, pad_id: int = PAD_ID) -> jax.Array:
+    """RoBERTa positions: pad_id + 1, pad_id + 2, … over real tokens; padding gets pad_id.
+
+    Counted over the attention mask (HF counts `input_ids != pad`, the same thing for well-formed batches).
+    """
+    mask = attention_mask.astype(jnp.int32)
+    return jnp.cumsum(mask, axis=1) * mask + pad_id
+
+
+class RobertaEmbeddings(nnx.Module):
+    def __init__(self, spec: ModelSpec, *, rngs: nnx.Rngs):
+        dtype, param_dtype = resolve_dtype(spec.dtype), resolve_dtype(spec.param_dtype)
+        emb = dict(dtype=dtype, param_dtype=param_dtype, rngs=rngs)
+        self.word_embeddings = nnx.Embed(
+            spec.vocab_size, spec.hidden, embedding_init=_normal_with_zero_row(PAD_ID),
+            embedding_metadata=axes("vocab", "embed"), **emb,
+        )
+        # Position rows are not a model axis of their own; left unnamed (replicated along that dimension).
+        self.position_embeddings = nnx.Embed(
+            spec.max_len + PAD_ID + 1, spec.hidden, embedding_init=_normal_with_zero_row(PAD_ID),
+            embedding_metadata=axes(None, "embed"), **emb,
+        )
+        self.token_type_embeddings = nnx.Embed(
+            1, spec.hidden, embedding_init=jax.nn.initializers.normal(INIT_STD),
+            embedding_metadata=axes(None, "embed"), **emb,
+        )
+        self.layer_norm = layer_norm(spec.hidden, eps=LAYER_NORM_EPS, dtype=dtype, param_dtype=param_dtype, rngs=rngs)
+        self.dropout_rate = spec.dropout
+        self.max_len = spec.max_len
+
+    def __call__(
+        self, input_ids: jax.Array, attention_mask: jax.Array, *, key: jax.Array, deterministic: bool
+    ) -> jax.Array:
+        if input_ids.shape[-1] > self.max_len:
+            raise ValueError(f"input length {input_ids.shape[-1]} exceeds model.max_len={self.max_len}")
+        x = (
+            self.word_embeddings(input_ids)
+            + self.position_embeddings(position_ids(attention_mask))
+            + self.token_type_embeddings.embedding[...][0].astype(self.word_embeddings.dtype)
+        )
+        x = constrain(x, ("batch", "length", "embed"))
+        x = self.layer_norm(x)
+        return constrain(dropout(x, self.dropout_rate, key, deterministic), ("batch", "length", "embed"))
+
+
+class RobertaLayer(nnx.Module):
+    """Post-LN block: x = LN(x + drop(attn(x))); x = LN(x + drop(mlp(x)))."""
+
+    def __init__(self, spec: ModelSpec, *, rngs: nnx.Rngs):
+        dtype, param_dtype = resolve_dtype(spec.dtype), resolve_dtype(spec.param_dtype)
+        init = jax.nn.initializers.normal(INIT_STD)
+        self.attention = MultiHeadAttention(
+            spec.hidden, spec.heads, spec.head_dim, use_bias=True, kernel_init=init, scale_at_runtime=True,
+            dropout_rate=spec.dropout, dtype=dtype, param_dtype=param_dtype, rngs=rngs,
+        )
+        self.attention_norm = layer_norm(
+            spec.hidden, eps=LAYER_NORM_EPS, dtype=dtype, param_dtype=param_dtype, rngs=rngs
+        )
+        self.mlp = Mlp(spec.hidden, spec.mlp, kernel_init=init, dtype=dtype, param_dtype=param_dtype, rngs=rngs)
+        self.output_norm = layer_norm(spec.hidden, eps=LAYER_NORM_EPS, dtype=dtype, param_dtype=param_dtype, rngs=rngs)
+        self.dropout_rate = spec.dropout
+
+    def __call__(self, x: jax.Array, bias: jax.Array, *, key: jax.Array, deterministic: bool) -> jax.Array:
+        k_attn, k_res1, k_res2 = jax.random.split(key, 3)
+        a = self.attention(x, x, bias, key=k_attn, deterministic=deterministic)
+        x = self.attention_norm(x + dropout(a, self.dropout_rate, k_res1, deterministic))
+        h = self.mlp(x)
+        x = self.output_norm(x + dropout(h, self.dropout_rate, k_res2, deterministic))
+        return constrain(x, ("batch", "length", "embed"))
+
+
+class Roberta(nnx.Module):
+    """RoBERTa + MLM head. Interface: `loss`, `__call__` (MLM logits), `encode`."""
+
+    def __init__(self, spec: ModelSpec, *, rngs: nnx.Rngs):
+        self.spec = spec
+        self.embeddings = RobertaEmbeddings(spec, rngs=rngs)
+        self.encoder = LayerStack(
+            lambda r: RobertaLayer(spec, rngs=r), spec.num_layers, scan=spec.scan_layers,
+            remat_policy=spec.remat_policy, rngs=rngs,
+        )
+        self.lm_head = MlmHead(
+            spec.hidden, spec.vocab_size, eps=LAYER_NORM_EPS, kernel_init=jax.nn.initializers.normal(INIT_STD),
+            dtype=resolve_dtype(spec.dtype), param_dtype=resolve_dtype(spec.param_dtype), rngs=rngs,
+        )
+        # The only RNG state of the model: a counter-based stream for dropout (see layers.py docstring).
+        self.dropout_rngs = nnx.Rngs(dropout=rngs.dropout())
+
+    def _key(self, deterministic: bool, dropout_rng: jax.Array | None) -> jax.Array:
+        if deterministic:
+            return jax.random.key(0)  # unused: every dropout is the identity
+        return dropout_rng if dropout_rng is not None else self.dropout_rngs.dropout()
+
+    def encode(
+        self,
+        input_ids: jax.Array,
+        attention_mask: jax.Array,
+        *,
+        deterministic: bool = True,
+        return_all_layers: bool = False,
+        dropout_rng: jax.Array | None = None,
+    ) -> jax.Array | list[jax.Array]:
+        """Final hidden states [B, L, hidden], or the list [embedding output, layer 1, …, layer N]."""
+        k_emb, k_enc = jax.random.split(self._key(deterministic, dropout_rng))
+        x = self.embeddings(input_ids, attention_mask, key=k_emb, deterministic=deterministic)
+        bias = attention_bias(None, attention_mask, causal=False, dtype=x.dtype)
+        out, per_layer = self.encoder(x, bias, key=k_enc, deterministic=deterministic, collect=return_all_layers)
+        return [x, *per_layer] if return_all_layers else out
+
+    def __call__(
+        self,
+        input_ids: jax.Array,
+        attention_mask: jax.Array,
+        *,
+        deterministic: bool = True,
+        dropout_rng: jax.Array | None = None,
+    ) -> jax.Array:
+        """MLM logits [B, L, vocab] in the compute dtype."""
+        h = self.encode(input_ids, attention_mask, deterministic=deterministic, dropout_rng=dropout_rng)
+        return self.lm_head(h, self.embeddings.word_embeddings)
+
+    def loss(
+        self, batch: dict[str, jax.Array], *, deterministic: bool, dropout_rng: jax.Array | None = None
+    ) -> tuple[jax.Array, dict[str, jax.Array]]:
+        """Mean MLM cross-entropy over `loss_mask` positions and the metric sums (see losses.py)."""
+        logits = self(batch["input_ids"], batch["attention_mask"], deterministic=deterministic, dropout_rng=dropout_rng)
+        return token_cross_entropy(
+            logits, batch["targets"], batch["loss_mask"], batch["lang_id"], num_langs=self.spec.num_langs
+        )
+
+
+def training_flops_per_sequence(spec: ModelSpec, seq_len: int) -> float:
+    """Analytic FLOPs of one training step (forward + backward) on one sequence of `seq_len` tokens.
+
+    6 × multiply-adds per token (2 per MAC, ×3 for forward + backward) of every matmul: per layer the four
+    attention projections (4·d·inner) and the FFN (2·d·mlp), plus the MLM head's dense (d²) and the tied
+    decoder (d·V, over all positions, as computed); plus the attention products QKᵀ and PV
+    (2·seq_len·inner per token per layer). Embedding gathers, biases, norms and softmax are not counted.
+    """
+    d, inner = spec.hidden, spec.heads * spec.head_dim
+    matmul_macs = spec.num_layers * (4 * d * inner + 2 * d * spec.mlp) + d * d + d * spec.vocab_size
+    attention_macs = spec.num_layers * 2 * seq_len * inner
+    return 6.0 * seq_len * (matmul_macs + attention_macs)
