@@ -1,0 +1,58 @@
+"""The reference recipe's optimizer: HF linear warmup/decay schedule, AdamW constants, decay mask, clipping."""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+
+from xlt_jax.training import optimizer
+
+
+def recipe(**overrides) -> ml_collections.ConfigDict:
+    config = ml_collections.ConfigDict(dict(
+        learning_rate=1e-4, warmup_steps=10_000, b1=0.9, b2=0.999, eps=1e-8, weight_decay=0.0, clip_norm=1.0))
+    config.update(overrides)
+    return config
+
+
+def hf_linear_schedule(step: int, peak: float, warmup: int, total: int) -> float:
+    """transformers.get_linear_schedule_with_warmup, as a plain formula."""
+    if step < warmup:
+        return peak * step / max(1, warmup)
+    return peak * max(0.0, (total - step) / max(1, total - warmup))
+
+
+def test_schedule_is_hf_linear_warmup_then_decay_to_zero():
+    schedule = optimizer.learning_rate_schedule(recipe(), total_steps=500_000)
+    for step in (0, 1, 5_000, 9_999, 10_000, 10_001, 250_000, 499_999, 500_000, 600_000):
+        expected = hf_linear_schedule(step, 1e-4, 10_000, 500_000)
+        np.testing.assert_allclose(float(schedule(step)), expected, rtol=1e-3, atol=1e-11)  # float32 arithmetic
+
+
+def test_weight_decay_skips_biases_and_norm_scales():
+    params = {"layer": {"kernel": jnp.ones((2, 3)), "bias": jnp.ones((3,))}, "norm": {"scale": jnp.ones((3,))},
+              "embedding": jnp.ones((5, 3))}
+    mask = optimizer.weight_decay_mask(params)
+    assert mask == {"layer": {"kernel": True, "bias": False}, "norm": {"scale": False}, "embedding": True}
+    # With decay on and a zero gradient, only the masked-in parameters shrink.
+    tx = optimizer.make_optimizer(recipe(warmup_steps=0, weight_decay=0.1, learning_rate=1.0), total_steps=10)
+    grads = optax.tree.zeros_like(params)
+    updates, _ = tx.update(grads, tx.init(params), params)
+    assert float(updates["layer"]["kernel"][0, 0]) < 0 and float(updates["embedding"][0, 0]) < 0
+    assert float(updates["layer"]["bias"][0]) == 0 and float(updates["norm"]["scale"][0]) == 0
+
+
+def update_norm(clip_norm: float, gradient: float) -> float:
+    """Norm of the first update; with b1 = b2 = 0 and a huge eps AdamW is linear in the (clipped) gradient."""
+    tx = optimizer.make_optimizer(recipe(warmup_steps=0, learning_rate=1.0, b1=0.0, b2=0.0, eps=1e6,
+                                         clip_norm=clip_norm), 10)
+    params = {"w": jnp.zeros((4,))}
+    updates, _ = tx.update({"w": jnp.full((4,), gradient)}, tx.init(params), params)
+    return float(optax.tree.norm(updates))
+
+
+def test_gradients_are_clipped_to_global_norm():
+    np.testing.assert_allclose(update_norm(1.0, 10.0), update_norm(1.0, 100.0), rtol=1e-5)
+    np.testing.assert_allclose(update_norm(0.0, 100.0), 10 * update_norm(0.0, 10.0), rtol=1e-3)  # 0 = off

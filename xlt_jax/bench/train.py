@@ -1,0 +1,185 @@
+"""`python -m xlt_jax.bench train`: compile time, step time, tokens/s and FLOP/s of the pretraining step.
+
+For each RoBERTa preset (default `tiny` and `roberta8`, seq 128) the real jitted train step (AdamW, clipping,
+dropout, donated state) runs on one device in fp32; this CPU has no bf16 units (ENV_NOTES §7). Achieved
+FLOP/s are the model's analytic training FLOPs (`xlt_jax.models.flops_per_example`, which counts every
+scanned layer) over the median step time, reported as a fraction of this machine's fp32 matmul peak measured
+in the same run. As a cross-check the FLOPs XLA counts for an unrolled (no-scan) variant of the same step
+are printed too: `cost_analysis` counts a scanned layer body only once (ENV_NOTES §7). Ends with one JSON line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import statistics
+import time
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from xlt_jax.models import build_model, default_model_config, flops_per_example
+from xlt_jax.training import optimizer, partitioning, steps
+from xlt_jax.training import state as state_lib
+
+RULES = {
+    "batch": ("data", "fsdp"), "length": None, "embed": "fsdp", "heads": "tensor", "kv": None,
+    "mlp": "tensor", "vocab": "tensor", "layers": None, "relpos_buckets": None,
+}  # fmt: skip
+OPTIMIZER = ml_collections.ConfigDict(dict(
+    learning_rate=1e-4, warmup_steps=10, b1=0.9, b2=0.999, eps=1e-8, weight_decay=0.0, clip_norm=1.0
+))  # fmt: skip
+
+
+def timed_calls(fn: Callable[[], object], repeats: int) -> list[float]:
+    """Wall seconds of `repeats` calls of `fn` (which must block until its result is ready)."""
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return times
+
+
+@functools.cache
+def _matmul_operands(device: jax.Device, n: int) -> tuple[jax.Array, jax.Array]:
+    a = jax.device_put(jax.random.normal(jax.random.key(0), (n, n), jnp.float32), device)
+    b = jax.device_put(jax.random.normal(jax.random.key(1), (n, n), jnp.float32), device)
+    return a, b
+
+
+def matmul_peak(device: jax.Device, n: int = 2048, repeats: int = 8) -> tuple[float, float]:
+    """(best, median) fp32 FLOP/s of an n×n×n matmul on `device`, after a warm-up call."""
+    a, b = _matmul_operands(device, n)
+    dot = jax.jit(jnp.dot)
+    dot(a, b).block_until_ready()
+    times = timed_calls(lambda: dot(a, b).block_until_ready(), repeats)
+    return 2.0 * n**3 / min(times), 2.0 * n**3 / statistics.median(times)
+
+
+def synthetic_batch(batch: int, seq_len: int, vocab: int, num_langs: int) -> dict[str, np.ndarray]:
+    """An MLM batch with the pipeline's layout (15% predicted); speed does not depend on the ids."""
+    rng = np.random.default_rng(0)
+    ids = rng.integers(5, vocab, size=(batch, seq_len), dtype=np.int32)
+    predict = rng.random((batch, seq_len)) < 0.15
+    return {
+        "input_ids": np.where(predict, 4, ids).astype(np.int32),
+        "targets": np.where(predict, ids, 0).astype(np.int32),
+        "loss_mask": predict.astype(np.float32),
+        "attention_mask": np.ones((batch, seq_len), np.int32),
+        "lang_id": (np.arange(batch) % num_langs).astype(np.int32),
+    }
+
+
+def model_config(preset: str, seq_len: int, *, scan: bool) -> ml_collections.ConfigDict:
+    config = default_model_config("roberta", preset)
+    config.dtype = "float32"
+    config.max_len = max(seq_len, 512)
+    config.scan_layers = scan
+    return config
+
+
+def bench_model(preset: str, scan: bool, args: argparse.Namespace, mesh: jax.sharding.Mesh) -> dict:
+    """Time the train step of `preset`; the matmul peak is measured right before and after every step."""
+    rules = partitioning.logical_rules(RULES)
+    tx = optimizer.make_optimizer(OPTIMIZER, 1000)
+    schedule = optimizer.learning_rate_schedule(OPTIMIZER, 1000)
+    config = model_config(preset, args.seq_len, scan=scan)
+    created = state_lib.create_train_state(
+        lambda rngs: build_model(config, args.vocab, rngs=rngs), tx, mesh, rules, seed=0
+    )
+    step = steps.make_train_step(created.model_def, tx, schedule, mesh=mesh, state_shardings=created.shardings)
+    batch_np = synthetic_batch(args.batch, args.seq_len, args.vocab, config.num_langs)
+    with partitioning.sharding_context(mesh, rules):
+        batch = partitioning.global_batch(batch_np, mesh)
+        t0 = time.perf_counter()
+        lowered = step.lower(created.state, batch)
+        lower_s = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        lowered.compile()
+        compile_s = time.perf_counter() - t0
+        state = created.state
+
+        def one_step() -> None:
+            nonlocal state
+            state, metrics = step(state, batch)
+            jax.block_until_ready(metrics["loss"])
+
+        timed_calls(one_step, args.warmup)
+        # Peak and step alternate, each step bracketed by two peak measurements: on a shared machine the load
+        # changes over seconds, and the ratio of neighbouring measurements is what stays meaningful.
+        device = mesh.devices.flat[0]
+        peaks = [matmul_peak(device, repeats=2)[0]]
+        times = []
+        for _ in range(args.steps):
+            times.extend(timed_calls(one_step, 1))
+            peaks.append(matmul_peak(device, repeats=2)[0])
+        hlo_flops = unrolled_hlo_flops(preset, args, mesh, rules, tx, schedule, batch)
+    flops = flops_per_example(config, args.vocab, args.seq_len) * args.batch
+    fractions = [flops / t / max(peaks[i], peaks[i + 1]) for i, t in enumerate(times)]
+    step_s = statistics.median(times)
+    tokens = args.batch * args.seq_len
+    return {
+        "layers": "scan" if scan else "unrolled",
+        "params": state_lib.parameter_count(state),
+        "lower_s": round(lower_s, 3),
+        "compile_s": round(compile_s, 3),
+        "step_s": round(step_s, 4),
+        "step_s_min": round(min(times), 4),
+        "tokens_per_s": round(tokens / step_s, 1),
+        "flops_per_step": flops,
+        "hlo_flops_unrolled": hlo_flops,
+        "flops_per_s": flops / step_s,
+        "peak_flops_per_s": max(peaks),
+        # Per step: achieved FLOP/s over the best matmul FLOP/s measured just before or after it.
+        "fraction_of_peak": round(statistics.median(fractions), 4),
+        "fraction_of_peak_best": round(max(fractions), 4),
+    }
+
+
+def unrolled_hlo_flops(preset, args, mesh, rules, tx, schedule, batch) -> float:
+    """XLA's FLOP count for the same step with Python-loop layers (lowering only: no compile, no params)."""
+    config = model_config(preset, args.seq_len, scan=False)
+    created = state_lib.create_train_state(
+        lambda rngs: build_model(config, args.vocab, rngs=rngs), tx, mesh, rules, seed=0, initialize=False
+    )
+    step = steps.make_train_step(created.model_def, tx, schedule, mesh=mesh, state_shardings=created.shardings)
+    return float(step.lower(created.state, batch).cost_analysis()["flops"])
+
+
+def main(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(prog="python -m xlt_jax.bench train", description=__doc__)
+    parser.add_argument("--models", default="tiny,roberta8", help="comma-separated RoBERTa presets")
+    parser.add_argument("--layers", default="scan,unrolled", help="scan (the default config), unrolled, or both")
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--seq-len", type=int, default=128)
+    parser.add_argument("--vocab", type=int, default=40000, help="the paper's monolingual vocabulary")
+    parser.add_argument("--steps", type=int, default=5, help="timed steps (median and best reported)")
+    parser.add_argument("--warmup", type=int, default=2)
+    args = parser.parse_args(argv)
+
+    device = jax.devices()[0]
+    mesh = partitioning.make_mesh(ml_collections.ConfigDict({"shape": (1, 1, 1)}), [device])
+    figures: dict[str, object] = {
+        "bench": "train", "batch": args.batch, "seq_len": args.seq_len, "vocab": args.vocab, "dtype": "float32",
+        "device": device.device_kind, "dropout": "preset (0.1)",
+    }  # fmt: skip
+    print(f"RoBERTa train step (AdamW, clip, dropout), fp32, batch {args.batch} x seq {args.seq_len}, "
+          f"vocab {args.vocab}, one {device.device_kind} device; peak = best fp32 2048^3 matmul next to each step")
+    for preset in [m for m in args.models.split(",") if m]:
+        for layers in [v for v in args.layers.split(",") if v]:
+            r = bench_model(preset, layers == "scan", args, mesh)
+            figures[f"{preset}/{layers}"] = r
+            print(
+                f"{preset:8s} {layers:8s} {r['params'] / 1e6:5.1f}M params | compile {r['compile_s']:6.2f} s "
+                f"(lower {r['lower_s']:.2f}) | step {r['step_s']:.3f} s (best {r['step_s_min']:.3f}) | "
+                f"{r['tokens_per_s']:7,.0f} tok/s | {r['flops_per_s'] / 1e9:5.1f} GFLOP/s | peak "
+                f"{r['peak_flops_per_s'] / 1e9:5.1f} GFLOP/s | {100 * r['fraction_of_peak']:5.1f}% of peak "
+                f"(best step {100 * r['fraction_of_peak_best']:5.1f}%) | FLOPs/step analytic "
+                f"{r['flops_per_step']:.3e}, XLA unrolled {r['hlo_flops_unrolled']:.3e}"
+            )
+    print(json.dumps(figures))

@@ -1,0 +1,65 @@
+"""Multi-process start-up: `jax.distributed.initialize` when the config or the environment asks for it.
+
+Sources, in order of precedence: `config.distributed.{coordinator_address, num_processes, process_id}`, then
+the environment (`JAX_COORDINATOR_ADDRESS`, `JAX_NUM_PROCESSES`, `JAX_PROCESS_ID`). With
+`config.distributed.initialize=True` and no address, JAX auto-detects the cluster (TPU pod slices, SLURM).
+Must run before anything touches the devices.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import jax
+import ml_collections
+
+from xlt_jax.errors import ConfigError
+
+ENV_ADDRESS = "JAX_COORDINATOR_ADDRESS"
+ENV_NUM_PROCESSES = "JAX_NUM_PROCESSES"
+ENV_PROCESS_ID = "JAX_PROCESS_ID"
+
+
+def _env_int(name: str) -> int | None:
+    raw = os.environ.get(name)
+    if raw in (None, ""):
+        return None
+    try:
+        return int(raw)
+    except ValueError as e:
+        raise ConfigError(f"environment variable {name}={raw!r} is not an integer") from e
+
+
+def settings(dist_config: ml_collections.ConfigDict) -> dict | None:
+    """Keyword arguments for `jax.distributed.initialize`, or None for a single-process run."""
+    address = dist_config.coordinator_address or os.environ.get(ENV_ADDRESS) or None
+    num = dist_config.num_processes if dist_config.num_processes > 0 else _env_int(ENV_NUM_PROCESSES)
+    pid = dist_config.process_id if dist_config.process_id >= 0 else _env_int(ENV_PROCESS_ID)
+    if address is None and not dist_config.initialize:
+        if num is not None and num > 1:
+            raise ConfigError(
+                f"distributed.num_processes={num} but no coordinator address: set distributed.coordinator_address "
+                f"or {ENV_ADDRESS}"
+            )
+        return None
+    if address is not None and (num is None) != (pid is None):
+        raise ConfigError("distributed: give both num_processes and process_id, or neither (auto-detection)")
+    if num is not None and pid is not None and not 0 <= pid < num:
+        raise ConfigError(f"distributed.process_id={pid} is not in [0, num_processes={num})")
+    return {"coordinator_address": address, "num_processes": num, "process_id": pid}
+
+
+def maybe_initialize(dist_config: ml_collections.ConfigDict) -> bool:
+    """Initialise the JAX distributed runtime if asked (once per process); True if it is running."""
+    if jax.distributed.is_initialized():
+        return True
+    kwargs = settings(dist_config)
+    if kwargs is None:
+        return False
+    jax.distributed.initialize(**kwargs)
+    logging.info(
+        "jax.distributed: process %d of %d, %d local / %d global devices",
+        jax.process_index(), jax.process_count(), jax.local_device_count(), jax.device_count(),
+    )
+    return True

@@ -1,0 +1,390 @@
+"""The pretraining loop: `run(config, workdir)` from raw text to checkpoints, metrics and a tokenizer.
+
+Order of work, so every configuration error surfaces before any compute: mesh (must divide the devices),
+batch divisibility, then `inputs.build_data` (corpus, tokenizer trained once and saved in WORKDIR/tokenizer,
+input pipeline), model and sharded state. Then, per step: this host's rows of the global batch → global
+arrays → one jitted update. Metrics come back one step late (the host reads step s while step s+1 runs),
+except before a checkpoint or evaluation, which first check the step they save: a NaN/Inf loss or gradient
+norm stops the run with `TrainingDiverged` before that state can be written, so the last checkpoint on
+disk is always a good one.
+
+Rerunning the same command resumes from the last checkpoint: parameters, optimizer slots, step, RNG and
+each host's iterator position are restored together, so the run continues with exactly the batches (and
+dropout masks) it would have seen without the interruption.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import logging
+import math
+import os
+import pathlib
+import re
+import time
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import jax
+import ml_collections
+import numpy as np
+
+from xlt_jax.data.pretrain import pipeline
+from xlt_jax.errors import ConfigError
+from xlt_jax.models import build_model
+from xlt_jax.training import checkpointing, distributed, inputs, optimizer, partitioning, steps
+from xlt_jax.training import state as state_lib
+from xlt_jax.training.writers import MetricWriter
+
+CHECKPOINT_DIR = "checkpoints"
+TOKENIZER_DIR = inputs.TOKENIZER_DIR
+CONFIG_FILE = "config.json"
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss or gradient norm became NaN/Inf; the run stopped without saving that state."""
+
+
+@dataclasses.dataclass
+class RunResult:
+    """What one invocation did (tests and notebooks read it; the workdir holds the durable record)."""
+
+    start_step: int
+    final_step: int
+    history: list[dict[str, float]]  # per step of this invocation: step, loss, grad_norm, learning_rate
+    evals: list[dict[str, float]]
+    workdir: pathlib.Path
+
+
+# -- set-up -----------------------------------------------------------------------------------------
+
+
+def resolve_config(config: ml_collections.ConfigDict, data: pipeline.PretrainData) -> ml_collections.ConfigDict:
+    """A copy with the values derived from the data filled in (the per-language metric slots)."""
+    config = copy.deepcopy(config)
+    config.model.num_langs = max(int(config.model.num_langs), data.num_langs)
+    return config
+
+
+def save_config(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> None:
+    """Write WORKDIR/config.json; warn when resuming under a different config."""
+    if jax.process_index() != 0:
+        return
+    path = workdir / CONFIG_FILE
+    text = config.to_json_best_effort(indent=1, sort_keys=True)
+    if path.exists() and path.read_text() != text:
+        old, new = _flatten(json.loads(path.read_text())), _flatten(json.loads(text))
+        changed = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
+        logging.warning("config differs from the one this workdir was started with: %s", ", ".join(changed))
+    path.write_text(text)
+
+
+def _flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    out = {}
+    for key, value in tree.items():
+        if isinstance(value, Mapping):
+            out.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def check_batch_sizes(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh) -> None:
+    """Global batch must split over hosts, batch shards and microbatches (checked before any compute)."""
+    shards = partitioning.num_batch_shards(mesh)
+    accum = int(config.train.grad_accum_steps)
+    batch = int(config.data.global_batch_size)
+    if accum < 1:
+        raise ConfigError(f"train.grad_accum_steps={accum} must be >= 1")
+    if batch % (shards * accum):
+        raise ConfigError(
+            f"data.global_batch_size={batch} must be a multiple of the {shards} batch shards "
+            f"(mesh data × fsdp) × train.grad_accum_steps={accum}"
+        )
+    eval_batch = int(config.data.eval_batch_size) or batch
+    if eval_batch % shards:
+        raise ConfigError(f"data.eval_batch_size={eval_batch} must be a multiple of the {shards} batch shards")
+    if batch % jax.process_count():
+        raise ConfigError(f"data.global_batch_size={batch} must be a multiple of the {jax.process_count()} hosts")
+
+
+def check_host_rows(mesh: jax.sharding.Mesh, global_batch_size: int) -> None:
+    """The pipeline gives host i rows [i·B/n, (i+1)·B/n); the mesh must place exactly those on its devices."""
+    rows = partitioning.process_batch_rows(mesh, global_batch_size)
+    per_host = global_batch_size // jax.process_count()
+    expected = slice(jax.process_index() * per_host, (jax.process_index() + 1) * per_host)
+    if (rows.start, rows.stop) != (expected.start, expected.stop):
+        raise ConfigError(
+            f"process {jax.process_index()} holds batch rows [{rows.start}, {rows.stop}) on this mesh but the "
+            f"input pipeline feeds rows [{expected.start}, {expected.stop}); use a mesh whose data axes follow "
+            "the process order"
+        )
+
+
+# -- metrics ----------------------------------------------------------------------------------------
+
+
+def _tokens_per_example(batch: Mapping[str, np.ndarray]) -> int:
+    keys = ("input_ids",) if "input_ids" in batch else ("encoder_input_ids", "decoder_input_ids")
+    return sum(int(np.shape(batch[k])[1]) for k in keys)
+
+
+class IntervalMeter:
+    """Sums of per-step metric sums between two log points, turned into means and accuracies."""
+
+    def __init__(self, lang_names: list[str]):
+        self.lang_names = lang_names
+        self.reset()
+
+    def reset(self) -> None:
+        self.sums: dict[str, np.ndarray] = {}
+        self.count = 0
+        self.last: dict[str, float] = {}
+
+    def add(self, metrics: Mapping[str, np.ndarray]) -> None:
+        for key, value in metrics.items():
+            value = np.asarray(value, np.float64)
+            self.sums[key] = self.sums.get(key, 0.0) + value
+        self.last = {k: float(v) for k, v in metrics.items() if np.ndim(v) == 0}
+        self.count += 1
+
+    def scalars(self, prefix: str) -> dict[str, float]:
+        return summarize(self.sums, self.lang_names, prefix, steps=self.count, last=self.last)
+
+
+def summarize(
+    sums: Mapping[str, np.ndarray],
+    lang_names: list[str],
+    prefix: str,
+    *,
+    steps: int = 0,
+    last: Mapping[str, float] | None = None,
+) -> dict[str, float]:
+    """Loss/accuracy overall and per language from metric sums (per-step means for train-only values)."""
+    out: dict[str, float] = {}
+    weight = float(sums.get("weight_sum", 0.0))
+    if weight > 0:
+        out[f"{prefix}/accuracy"] = float(sums["correct_sum"]) / weight
+        out[f"{prefix}/token_loss"] = float(sums["loss_sum"]) / weight
+    if steps and "loss" in sums:
+        out[f"{prefix}/loss"] = float(sums["loss"]) / steps
+        out[f"{prefix}/grad_norm"] = float(sums["grad_norm"]) / steps
+    elif weight > 0:
+        out[f"{prefix}/loss"] = out[f"{prefix}/token_loss"]
+    if last and "learning_rate" in last:
+        out[f"{prefix}/learning_rate"] = last["learning_rate"]
+    lang_weight = np.asarray(sums.get("lang_weight_sum", []), np.float64)
+    for i, lang in enumerate(lang_names[: len(lang_weight)]):
+        name = metric_tag(lang)
+        if lang_weight[i] > 0:
+            out[f"{prefix}/accuracy/{name}"] = float(sums["lang_correct_sum"][i] / lang_weight[i])
+            out[f"{prefix}/loss/{name}"] = float(sums["lang_loss_sum"][i] / lang_weight[i])
+    return out
+
+
+def metric_tag(name: str) -> str:
+    """A language name as TensorBoard keeps it ('en~inv' -> 'en_inv'; tensorboardX would rename it silently)."""
+    return re.sub(r"[^-\w.]", "_", name)
+
+
+def format_duration(seconds: float) -> str:
+    seconds = int(max(seconds, 0))
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    return (f"{days}d " if days else "") + f"{hours:02d}:{minutes:02d}:{secs:02d}"
+
+
+def progress_line(step: int, total: int, scalars: Mapping[str, float], step_time: float, tokens_per_s: float) -> str:
+    eta = format_duration((total - step) * step_time)
+    return (
+        f"step {step}/{total} ({100.0 * step / total:.1f}%) | loss {scalars.get('train/loss', math.nan):.4f} "
+        f"acc {scalars.get('train/accuracy', math.nan):.4f} | lr {scalars.get('train/learning_rate', 0.0):.3e} | "
+        f"{step_time:.3f} s/step {tokens_per_s:,.0f} tok/s | ETA {eta}"
+    )
+
+
+# -- the loop ---------------------------------------------------------------------------------------
+
+
+class _Trainer:
+    """Holds the pieces of one invocation; `run` is the public entry point."""
+
+    def __init__(self, config: ml_collections.ConfigDict, workdir: pathlib.Path):
+        self.workdir = workdir
+        self.mesh = partitioning.make_mesh(config.mesh)
+        self.rules = partitioning.logical_rules(config.mesh.rules)
+        check_batch_sizes(config, self.mesh)
+        check_host_rows(self.mesh, int(config.data.global_batch_size))
+
+        self.tokenizer, self.data = inputs.build_data(config, workdir)
+        logging.info("pretraining data: %s", json.dumps(self.data.describe()))
+        self.config = config = resolve_config(config, self.data)
+        save_config(config, workdir)
+
+        self.total_steps = int(config.train.steps)
+        self.tx = optimizer.make_optimizer(config.optimizer, self.total_steps)
+        self.schedule = optimizer.learning_rate_schedule(config.optimizer, self.total_steps)
+        self.checkpointer = checkpointing.Checkpointer(
+            workdir / CHECKPOINT_DIR,
+            max_to_keep=int(config.train.max_to_keep),
+            async_save=bool(config.train.async_checkpointing),
+        )
+        latest = self.checkpointer.latest_step()
+        vocab_size = self.data.vocab_size
+        created = state_lib.create_train_state(
+            lambda rngs: build_model(config.model, vocab_size, rngs=rngs),
+            self.tx, self.mesh, self.rules, int(config.seed), initialize=latest is None,
+        )
+        self.shardings, self.model_def = created.shardings, created.model_def
+        self.train_iter = self.data.train_iterator(jax.process_index(), jax.process_count())
+        if latest is None:
+            self.state = created.state
+        else:
+            self.state, data_state = self.checkpointer.restore(latest, created.state)
+            self.train_iter.set_state(data_state)
+            logging.info("resumed from %s at step %d", self.checkpointer.directory, latest)
+        logging.info("model: %d parameters, vocabulary %d", state_lib.parameter_count(self.state), vocab_size)
+        self.train_step = steps.make_train_step(
+            self.model_def, self.tx, self.schedule, mesh=self.mesh, state_shardings=self.shardings,
+            grad_accum_steps=int(config.train.grad_accum_steps),
+        )
+        self.eval_step = steps.make_eval_step(self.model_def, mesh=self.mesh, param_shardings=self.shardings.params)
+        self.writer = MetricWriter(workdir)
+        self.writer.write_texts(int(jax.device_get(self.state.step)), {"config": config.to_json_best_effort(indent=1)})
+        self.lang_names = self.data.lang_names
+
+    # -- pieces of a step --------------------------------------------------------------------------
+    def _check_finite(self, step: int, metrics: Mapping[str, np.ndarray]) -> None:
+        loss, grad_norm = float(metrics["loss"]), float(metrics["grad_norm"])
+        if not (math.isfinite(loss) and math.isfinite(grad_norm)):
+            self.checkpointer.wait()
+            last = self.checkpointer.latest_step()
+            where = (
+                f"the last good checkpoint is step {last} in {self.checkpointer.directory}"
+                if last is not None
+                else "no checkpoint was written yet"
+            )
+            raise TrainingDiverged(
+                f"non-finite training loss at step {step} (loss={loss}, grad_norm={grad_norm}); stopping without "
+                f"saving this state; {where}. Lower optimizer.learning_rate or raise optimizer.warmup_steps."
+            )
+
+    def evaluate(self, step: int) -> dict[str, float]:
+        t0 = time.perf_counter()
+        max_batches = int(self.config.train.eval_max_batches) or None
+        batches: Iterable[dict[str, np.ndarray]] = self.data.eval_batches(jax.process_index(), jax.process_count())
+        totals: dict[str, np.ndarray] = {}
+        count = 0
+        for batch in batches:
+            if max_batches is not None and count >= max_batches:
+                break
+            sums = jax.device_get(self.eval_step(self.state.params, partitioning.global_batch(batch, self.mesh)))
+            for key, value in sums.items():
+                totals[key] = totals.get(key, 0.0) + np.asarray(value, np.float64)
+            count += 1
+        scalars = summarize(totals, self.lang_names, "eval")
+        scalars["eval/batches"] = float(count)
+        self.writer.write_scalars(step, scalars)
+        logging.info("evaluation at step %d on %d held-out batches in %.1f s", step, count, time.perf_counter() - t0)
+        return scalars
+
+    def save(self, step: int) -> None:
+        self.checkpointer.save(step, self.state, self.train_iter.get_state())
+
+    def compile(self, batch: Mapping[str, jax.Array]) -> None:
+        t0 = time.perf_counter()
+        self.train_step.lower(self.state, batch).compile()
+        logging.info("compiled the train step in %.1f s", time.perf_counter() - t0)
+
+    def log_interval(self, step: int, meter: IntervalMeter, seconds: float, tokens_per_step: int) -> None:
+        """Train metrics of the steps since the last log point, and the progress line with ETA."""
+        step_time = seconds / meter.count
+        scalars = meter.scalars("train")
+        scalars["train/step_time_s"] = step_time
+        scalars["train/tokens_per_s"] = tokens_per_step / step_time
+        self.writer.write_scalars(step, scalars)
+        if jax.process_index() == 0:
+            logging.info(progress_line(step, self.total_steps, scalars, step_time, scalars["train/tokens_per_s"]))
+        meter.reset()
+
+    # -- the loop ----------------------------------------------------------------------------------
+    def run(self, stop_after: int | None) -> RunResult:
+        cfg = self.config.train
+        start = int(jax.device_get(self.state.step))
+        end = self.total_steps if stop_after is None else min(self.total_steps, stop_after)
+        history: list[dict[str, float]] = []
+        evals: list[dict[str, float]] = []
+        meter = IntervalMeter(self.lang_names)
+        pending: tuple[int, Any] | None = None
+        tokens_per_step = 0
+        interval_start, paused = time.perf_counter(), 0.0
+
+        def settle() -> None:
+            """Read the metrics of the step in flight (blocks until it is done) and check them."""
+            nonlocal pending
+            if pending is None:
+                return
+            step, metrics = pending
+            pending = None
+            host = jax.device_get(metrics)
+            self._check_finite(step, host)
+            meter.add(host)
+            history.append({"step": step, **{k: float(host[k]) for k in ("loss", "grad_norm", "learning_rate")}})
+
+        if start >= end:
+            logging.info("nothing to do: step %d >= %d", start, end)
+        with partitioning.sharding_context(self.mesh, self.rules):
+            for step in range(start + 1, end + 1):
+                local = next(self.train_iter)
+                batch = partitioning.global_batch(local, self.mesh)
+                if step == start + 1:
+                    tokens_per_step = _tokens_per_example(local) * int(self.config.data.global_batch_size)
+                    self.compile(batch)
+                    interval_start = time.perf_counter()
+                self.state, metrics = self.train_step(self.state, batch)
+                settle()  # the previous step's metrics, while this one runs
+                pending = (step, metrics)
+                is_last = step == end
+                log_now = step % int(cfg.log_every) == 0 or is_last
+                eval_now = cfg.eval_every > 0 and (step % int(cfg.eval_every) == 0 or step == self.total_steps)
+                save_now = step % int(cfg.checkpoint_every) == 0 or step == self.total_steps
+                if log_now or eval_now or save_now:
+                    settle()
+                if log_now and meter.count:
+                    self.log_interval(step, meter, time.perf_counter() - interval_start - paused, tokens_per_step)
+                    interval_start, paused = time.perf_counter(), 0.0
+                t0 = time.perf_counter()
+                if save_now:
+                    self.save(step)
+                if eval_now:
+                    evals.append({"step": step, **self.evaluate(step)})
+                paused += time.perf_counter() - t0
+            settle()
+        self.writer.flush()
+        return RunResult(start, max(start, end), history, evals, self.workdir)
+
+    def close(self) -> None:
+        self.checkpointer.close()
+        self.writer.close()
+
+
+def run(
+    config: ml_collections.ConfigDict, workdir: str | os.PathLike, *, stop_after: int | None = None
+) -> RunResult:
+    """Pretrain as `config` says, in `workdir`; resumes from the last checkpoint there if there is one.
+
+    `stop_after` ends this invocation after that global step without a final checkpoint, as a preemption
+    would (tests use it to check that a rerun continues exactly).
+    """
+    distributed.maybe_initialize(config.distributed)
+    workdir = pathlib.Path(workdir).resolve()  # Orbax needs absolute paths
+    workdir.mkdir(parents=True, exist_ok=True)
+    trainer = _Trainer(config, workdir)
+    try:
+        return trainer.run(stop_after)
+    finally:
+        trainer.close()
+

@@ -1,0 +1,60 @@
+"""AdamW with linear warmup and linear decay to zero, as in the reference recipe (REFERENCE_SPEC §3.2).
+
+HF Trainer 4.2 defaults: β=(0.9, 0.999), ε=1e-8, weight decay 0 (not applied to biases and norm scales),
+gradient-norm clipping at 1.0, `get_linear_schedule_with_warmup`.
+
+Gradient accumulation is NOT done here with `optax.MultiSteps`: the train step scans over microbatches
+(`steps.py`). That keeps one optimizer update per jitted call (so `step` always counts updates and the
+schedule needs no rescaling), moves the global batch to the devices once, and keeps the accumulator out of the
+optimizer state, so checkpoints do not grow by a copy of the parameters.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import ml_collections
+import optax
+
+NO_DECAY_NAMES = ("bias", "scale")
+
+
+def learning_rate_schedule(opt_config: ml_collections.ConfigDict, total_steps: int) -> optax.Schedule:
+    """0 → lr linearly over `warmup_steps`, then linearly to 0 at `total_steps` (HF linear schedule)."""
+    warmup = int(opt_config.warmup_steps)
+    peak = float(opt_config.learning_rate)
+    decay_steps = max(int(total_steps) - warmup, 1)
+    warm = optax.linear_schedule(0.0, peak, max(warmup, 1))
+    decay = optax.linear_schedule(peak, 0.0, decay_steps)
+    return optax.join_schedules([warm, decay], [warmup])
+
+
+def weight_decay_mask(params: Any) -> Any:
+    """True for parameters that are decayed: everything but biases and (layer/RMS) norm scales, as in HF."""
+
+    def decayed(path: tuple, _leaf: Any) -> bool:
+        last = path[-1]
+        name = str(getattr(last, "key", getattr(last, "name", last)))
+        return name not in NO_DECAY_NAMES
+
+    return jax.tree_util.tree_map_with_path(decayed, params)
+
+
+def make_optimizer(opt_config: ml_collections.ConfigDict, total_steps: int) -> optax.GradientTransformation:
+    """Clip by global norm, then AdamW on the schedule; every constant comes from `config.optimizer`."""
+    schedule = learning_rate_schedule(opt_config, total_steps)
+    parts = []
+    if opt_config.clip_norm and opt_config.clip_norm > 0:
+        parts.append(optax.clip_by_global_norm(float(opt_config.clip_norm)))
+    parts.append(
+        optax.adamw(
+            schedule,
+            b1=float(opt_config.b1),
+            b2=float(opt_config.b2),
+            eps=float(opt_config.eps),
+            weight_decay=float(opt_config.weight_decay),
+            mask=weight_decay_mask,
+        )
+    )
+    return optax.chain(*parts)
