@@ -1,4 +1,8 @@
-"""Evaluation binary.
+r"""Evaluation binary.
+
+  python -m xlt_jax.evaluate --config configs/evaluate.py:ARGS --workdir DIR
+      Runs a fine-tuned model (or, for Tatoeba, a pretrained one) on the configured targets and appends
+      one row per (target, metric) to DIR/results.jsonl (see xlt_jax/finetuning/evaluation.py).
 
   python -m xlt_jax.evaluate score --task TASK --predictions FILE --labels FILE [--lang LANG]
       Scores a prediction file in XTREME's format; the last line printed is a JSON object.
@@ -28,12 +32,38 @@ def score_main(argv: list[str]) -> dict[str, float | str]:
     return row
 
 
+def evaluate_main(argv: list[str]) -> None:
+    """absl entry point of the config-driven evaluation (the pretraining binary's --config/--workdir flags)."""
+    from absl import app, flags, logging
+
+    from xlt_jax import train as cli
+    from xlt_jax.errors import XltError
+
+    def main(args: list[str]) -> None:
+        if len(args) > 1:
+            raise app.UsageError(f"unexpected arguments: {' '.join(args[1:])}")
+        logging.get_absl_handler().addFilter(cli._QuietLibraries())
+        from xlt_jax.finetuning import evaluation  # after flag parsing: keeps `--help` and flag errors fast
+
+        try:
+            rows = evaluation.run(flags.FLAGS.config, flags.FLAGS.workdir)
+        except XltError as e:
+            logging.error("%s: %s", type(e).__name__, e)
+            sys.exit(f"error: {e}")
+        for row in rows:
+            print(row.to_json())
+
+    app.run(main, argv=[sys.argv[0], *argv], flags_parser=cli.parse_flags)
+
+
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] == "score":
         score_main(argv[1:])
         return
-    sys.exit(__doc__)
+    if not argv:
+        sys.exit(__doc__)
+    evaluate_main(argv)
 
 
 if __name__ == "__main__":
