@@ -1,0 +1,329 @@
+"""The BZ / BS / MZ protocol runner: the plan (pure), markers and resumption (fake steps), and one real
+end-to-end run on a tiny model and real data slices.
+
+The end-to-end run uses `inv` rather than `translit+inv` so that the bilingual and monolingual models have
+the same vocabulary and (with the monolingual metric slots raised to 2) identical shapes: the protocol's
+persistent compile cache then compiles each kind of step once, which keeps the run within budget on two
+shared cores. The `translit+inv` plan, including the MZ resize note, is checked without compute.
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import runpy
+import subprocess
+import sys
+
+import ml_collections
+import pytest
+
+from xlt_jax import results
+from xlt_jax.errors import ConfigError, XltError
+from xlt_jax.experiments import protocol
+from xlt_jax.finetuning import evaluation
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+CONFIG = REPO / "configs" / "experiments" / "deshpande.py"
+
+
+def get_config(arg: str) -> ml_collections.ConfigDict:
+    return runpy.run_path(str(CONFIG))["get_config"](arg)
+
+
+def by_name(plan: list[protocol.Step]) -> dict[str, protocol.Step]:
+    return {step.name: step for step in plan}
+
+
+# -- the plan (pure) ---------------------------------------------------------------------------------------
+
+
+def test_plan_for_translit_inv_on_pos_and_tatoeba_has_exactly_the_protocol_steps(data_dir, tmp_path):
+    config = get_config("lang=en,transform=translit+inv,tasks=pos+tatoeba,smoke")
+    plan = protocol.build_plan(config, tmp_path)
+    tatoeba_langs = protocol.offered_langs("tatoeba", "test")
+    assert len(tatoeba_langs) == 37 and "en" in tatoeba_langs  # XTREME's 36 Tatoeba languages + the derived en
+    expected = [
+        # name, kind, after, row settings, targets
+        ("pretrain/bilingual", "pretrain", (), (), None),
+        ("pretrain/monolingual", "pretrain", ("pretrain/bilingual",), (), None),
+        ("finetune/pos/bilingual-original-s42", "finetune", ("pretrain/bilingual",), (), None),
+        ("evaluate/pos/BZ-s42", "evaluate", ("finetune/pos/bilingual-original-s42",), ("", "BZ"),
+         "en:none+en:translit+inv"),
+        ("finetune/pos/bilingual-derived-s42", "finetune", ("pretrain/bilingual",), (), None),
+        ("evaluate/pos/BS-s42", "evaluate", ("finetune/pos/bilingual-derived-s42",), ("BS",), "en:translit+inv"),
+        ("finetune/pos/monolingual-original-s42", "finetune", ("pretrain/monolingual",), (), None),
+        ("evaluate/pos/MZ-s42", "evaluate", ("finetune/pos/monolingual-original-s42",), ("", "MZ"),
+         "en:none+en:translit+inv"),
+        ("evaluate/pos/crosslingual-bilingual-s42", "evaluate", ("finetune/pos/bilingual-original-s42",), ("",),
+         "ar+fr+hi"),
+        ("evaluate/pos/crosslingual-monolingual-s42", "evaluate", ("finetune/pos/monolingual-original-s42",),
+         ("",), "ar+fr+hi"),
+        ("evaluate/tatoeba/BZ", "evaluate", ("pretrain/bilingual",), ("BZ",), "en:translit+inv"),
+        ("evaluate/tatoeba/MZ", "evaluate", ("pretrain/monolingual",), ("MZ",), "en:translit+inv"),
+        ("evaluate/tatoeba/BS", "skip", (), (), None),
+        ("evaluate/tatoeba/crosslingual-bilingual", "evaluate", ("pretrain/bilingual",), ("",),
+         "+".join(lang for lang in tatoeba_langs if lang != "en")),
+        ("evaluate/tatoeba/crosslingual-monolingual", "evaluate", ("pretrain/monolingual",), ("",),
+         "+".join(lang for lang in tatoeba_langs if lang != "en")),
+    ]
+    assert [(s.name, s.kind, s.after, s.settings) for s in plan] == [e[:4] for e in expected]
+    for step, (*_, targets) in zip(plan, expected, strict=True):
+        if targets is not None:
+            assert step.config.targets == targets, step.name
+        if step.kind in protocol.RUNNABLE:
+            assert step.workdir == tmp_path.resolve() / step.name and step.marker.name == "DONE.json"
+
+    steps = by_name(plan)
+    bi, mono = steps["pretrain/bilingual"], steps["pretrain/monolingual"]
+    assert (bi.config.data.mode, bi.config.data.langs, bi.config.data.transform) == ("bilingual", "en", "translit+inv")
+    assert (mono.config.data.mode, mono.config.data.langs, mono.config.data.transform) == ("monolingual", "en", "none")
+    assert mono.config.tokenizer.path == str(bi.workdir / "tokenizer")  # one tokenizer for both models
+    for name, pre, transform in [("bilingual-original", bi, "none"), ("bilingual-derived", bi, "translit+inv"),
+                                 ("monolingual-original", mono, "none")]:
+        ft = steps[f"finetune/pos/{name}-s42"].config
+        assert (ft.task, ft.pretrained, ft.lang, ft.train_transform, ft.seed) == ("pos", str(pre.workdir), "en",
+                                                                                 transform, 42)
+    for setting, finetuned, model in [("BZ", "bilingual-original", "bilingual-en-translit+inv"),
+                                      ("BS", "bilingual-derived", "bilingual-en-translit+inv"),
+                                      ("MZ", "monolingual-original", "monolingual-en")]:
+        ev = steps[f"evaluate/pos/{setting}-s42"].config
+        assert (ev.finetuned, ev.setting, ev.model_name) == (str(steps[f"finetune/pos/{finetuned}-s42"].workdir),
+                                                             setting, model)
+    assert "resized" in steps["evaluate/pos/MZ-s42"].note and "resized" in steps["evaluate/tatoeba/MZ"].note
+    for setting, pre in [("BZ", bi), ("MZ", mono)]:
+        ev = steps[f"evaluate/tatoeba/{setting}"].config
+        assert (ev.task, ev.pretrained, ev.finetuned, ev.setting) == ("tatoeba", str(pre.workdir), "", setting)
+    assert "no fine-tuning" in steps["evaluate/tatoeba/BS"].note
+
+
+def test_declared_row_settings_are_those_the_evaluator_assigns(data_dir, tmp_path):
+    """The plan's `settings` per evaluation agree with `evaluation.row_setting` on every target."""
+    config = get_config("transform=translit+inv,tasks=pos+ner+nli+qa+tatoeba,seeds=1+2,smoke")
+    plan = protocol.build_plan(config, tmp_path)
+    finetuned = {s.workdir: s.config for s in plan if s.kind == "finetune"}
+    assert len(finetuned) == 4 * 3 * 2  # tasks x (bilingual-original, bilingual-derived, monolingual-original) x seeds
+    for step in (s for s in plan if s.kind == "evaluate"):
+        ev = step.config
+        if ev.task == "tatoeba":
+            train_lang, train_transform = "", "none"
+        else:
+            ft = finetuned[pathlib.Path(ev.finetuned)]
+            train_lang, train_transform = ft.lang, ft.train_transform
+        assigned = [
+            evaluation.row_setting(ev.setting, train_lang=train_lang, train_transform=train_transform, lang=lang,
+                                   eval_transform=transform)
+            for lang, transform in evaluation.parse_targets(ev.targets)
+        ]
+        assert tuple(dict.fromkeys(assigned)) == step.settings, step.name
+
+
+def test_syntax_keeps_pos_on_ud_trees_and_skips_tasks_without_trees(data_dir, tmp_path):
+    config = get_config("transform=syntax:hi,tasks=pos+ner+nli+qa+tatoeba,crosslingual=false,smoke")
+    plan = protocol.build_plan(config, tmp_path)
+    skipped = {s.name: s.note for s in plan if s.kind == "skip"}
+    assert set(skipped) == {"task/ner", "task/nli", "task/qa", "task/tatoeba"}
+    assert all("trees" in note for note in skipped.values())
+    steps = by_name(plan)
+    for name in ("bilingual-original", "bilingual-derived", "monolingual-original"):
+        assert steps[f"finetune/pos/{name}-s42"].config.train_source == "ud"
+    for setting in ("BZ", "BS", "MZ"):
+        assert steps[f"evaluate/pos/{setting}-s42"].config.source == "ud"  # dev with gold trees
+    assert not any("crosslingual" in s.name for s in plan)
+
+    perm = protocol.build_plan(get_config("transform=perm,tasks=qa+pos,xl_langs=fr,smoke"), tmp_path)
+    assert [s.name for s in perm if s.kind == "skip"] == ["task/qa"]
+    assert "perm" in by_name(perm)["task/qa"].note
+    assert by_name(perm)["evaluate/pos/crosslingual-bilingual-s42"].config.targets == "fr"
+
+
+@pytest.mark.parametrize("arg, message", [
+    ("transform=bogus", "transform"),
+    ("transform=none", "derives no language"),
+    ("tasks=pos+xnli", "tasks"),
+    ("seeds=a", "seeds"),
+])
+def test_bad_experiment_configs_fail_before_any_compute(arg, message, tmp_path):
+    with pytest.raises(ConfigError, match=message):
+        protocol.build_plan(get_config(arg + ",crosslingual=false"), tmp_path)
+
+
+def test_dry_run_prints_the_plan_and_creates_nothing(data_dir, tmp_path):
+    workdir = tmp_path / "protocol"
+    done = subprocess.run(
+        [sys.executable, "-m", "xlt_jax.experiments.protocol",
+         f"--config={CONFIG}:transform=translit+inv,tasks=pos+tatoeba,smoke", f"--workdir={workdir}", "--dry_run",
+         "--config.finetune.pos.train.epochs=2"],
+        capture_output=True, text=True, timeout=300, cwd=REPO,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "15 steps: 14 todo, 1 skip" in done.stdout
+    assert "evaluate/pos/MZ-s42" in done.stdout and "2 epochs" in done.stdout
+    assert not workdir.exists()
+
+
+# -- markers, status and resumption (fake steps, no compute) ---------------------------------------------------
+
+
+class FakeSteps:
+    """Stands in for `protocol.execute`: records calls, fails the named steps with an XltError."""
+
+    def __init__(self, fail: tuple[str, ...] = ()):
+        self.calls: list[str] = []
+        self.fail = fail
+
+    def __call__(self, step: protocol.Step, workdir: pathlib.Path) -> dict:
+        self.calls.append(step.name)
+        if step.name in self.fail:
+            raise ConfigError(f"{step.name}: simulated failure")
+        return {"fake": True}
+
+
+def fake_config(arg: str = "") -> ml_collections.ConfigDict:
+    config = get_config("transform=inv,tasks=pos+tatoeba,xl_langs=fr,smoke" + (f",{arg}" if arg else ""))
+    config.compilation_cache = ""
+    return config
+
+
+def test_failed_steps_block_their_dependents_and_a_rerun_resumes_exactly_there(data_dir, tmp_path, monkeypatch):
+    config = fake_config()
+    runnable = [s.name for s in protocol.build_plan(config, tmp_path) if s.kind in protocol.RUNNABLE]
+
+    first = FakeSteps(fail=("finetune/pos/bilingual-derived-s42",))
+    monkeypatch.setattr(protocol, "execute", first)
+    with pytest.raises(protocol.ProtocolFailed, match="bilingual-derived-s42: ConfigError: .*simulated failure"):
+        protocol.run(config, tmp_path, out=lambda _: None)
+    assert "evaluate/pos/BS-s42" not in first.calls  # blocked by its failed fine-tune
+    assert first.calls == [n for n in runnable if n != "evaluate/pos/BS-s42"]
+
+    second = FakeSteps()
+    monkeypatch.setattr(protocol, "execute", second)
+    result = protocol.run(config, tmp_path, out=lambda _: None)
+    assert second.calls == result.executed == ["finetune/pos/bilingual-derived-s42", "evaluate/pos/BS-s42"]
+
+    third = FakeSteps()
+    monkeypatch.setattr(protocol, "execute", third)
+    assert protocol.run(config, tmp_path, out=lambda _: None).executed == [] and third.calls == []
+
+
+def test_changed_configs_make_training_steps_an_error_and_evaluations_rerun(data_dir, tmp_path, monkeypatch):
+    monkeypatch.setattr(protocol, "execute", FakeSteps())
+    protocol.run(fake_config(), tmp_path, out=lambda _: None)
+    marker = json.loads((tmp_path / "finetune/pos/bilingual-original-s42/DONE.json").read_text())
+    assert marker["step"] == "finetune/pos/bilingual-original-s42" and marker["summary"] == {"fake": True}
+
+    # Bookkeeping keys do not make a finished step stale.
+    quiet = fake_config()
+    quiet.finetune.pos.train.log_every = 1
+    quiet.evaluate.pos.batch_size = 64
+    assert set(protocol.plan_status(protocol.build_plan(quiet, tmp_path)).values()) == {"done", "skip"}
+
+    changed = fake_config()
+    changed.finetune.pos.optimizer.learning_rate = 5e-4
+    status = protocol.plan_status(protocol.build_plan(changed, tmp_path))
+    assert status["finetune/pos/bilingual-original-s42"] == "stale"
+    assert status["evaluate/pos/BZ-s42"] == "todo"  # its model will change
+    assert status["pretrain/bilingual"] == "done"
+    with pytest.raises(ConfigError, match=r"finetune/pos/bilingual-original-s42: .*changed: optimizer.learning_rate"):
+        protocol.run(changed, tmp_path, out=lambda _: None)
+
+    more = fake_config()
+    more.evaluate.pos.max_examples = 32
+    calls = FakeSteps()
+    monkeypatch.setattr(protocol, "execute", calls)
+    protocol.run(more, tmp_path, out=lambda _: None)
+    assert calls.calls == ["evaluate/pos/BZ-s42", "evaluate/pos/BS-s42", "evaluate/pos/MZ-s42",
+                           "evaluate/pos/crosslingual-bilingual-s42", "evaluate/pos/crosslingual-monolingual-s42"]
+
+
+def test_reused_pretraining_runs_are_not_run_and_must_have_a_checkpoint(data_dir, tmp_path, monkeypatch):
+    given = tmp_path / "given_bilingual"
+    (given / "checkpoints" / "7" / "state").mkdir(parents=True)
+    config = fake_config(f"bilingual={given},monolingual={tmp_path / 'nothing'}")
+    plan = protocol.build_plan(config, tmp_path / "protocol")
+    steps = by_name(plan)
+    assert steps["pretrain/bilingual"].kind == steps["pretrain/monolingual"].kind == "reuse"
+    assert steps["finetune/pos/bilingual-original-s42"].config.pretrained == str(given.resolve())
+    status = protocol.plan_status(plan)
+    assert (status["pretrain/bilingual"], status["pretrain/monolingual"]) == ("reuse", "missing")
+    monkeypatch.setattr(protocol, "execute", FakeSteps())
+    with pytest.raises(XltError, match="pretrain/monolingual: .*no finished checkpoint"):
+        protocol.run(config, tmp_path / "protocol", out=lambda _: None)
+
+
+# -- end to end ---------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def e2e(data_dir, tmp_path_factory):
+    """The whole protocol for POS with tiny everything; returns (config, workdir, first run's result)."""
+    config = get_config("lang=en,transform=inv,tasks=pos,xl_langs=fr,smoke,steps=4,ft_steps=6,ft_examples=192,"
+                        "eval_examples=48")
+    shards = str(tmp_path_factory.mktemp("shards"))
+    for pre in (config.pretrain.bilingual, config.pretrain.monolingual):
+        pre.data.cache_dir = shards
+        pre.corpus.source = "conllu:ud/en_ewt/train.conllu.gz"  # one file: faster than every text minus eval
+    config.pretrain.monolingual.model.num_langs = 2  # same shapes as the bilingual model: compiled once
+    workdir = tmp_path_factory.mktemp("protocol")
+    printed: list[str] = []
+    result = protocol.run(config, workdir, out=printed.append)
+    return config, workdir, result, printed
+
+
+def test_e2e_protocol_writes_bz_bs_mz_rows_and_the_report(e2e):
+    config, workdir, result, printed = e2e
+    runnable = [s.name for s in result.plan if s.kind in protocol.RUNNABLE]
+    assert result.executed == runnable and len(runnable) == 10
+    assert printed[0].startswith("Protocol en:inv tasks=pos") and "10 steps: 10 todo" in printed[0]
+
+    rows = results.read_rows(workdir)
+    got = {(r.setting, r.model, r.lang, r.train_transform, r.eval_transform) for r in rows if r.metric == "f1"}
+    assert got == {
+        ("", "bilingual-en-inv", "en", "none", "none"),
+        ("BZ", "bilingual-en-inv", "en", "none", "inv"),
+        ("BS", "bilingual-en-inv", "en", "inv", "inv"),
+        ("", "monolingual-en", "en", "none", "none"),
+        ("MZ", "monolingual-en", "en", "none", "inv"),
+        ("", "bilingual-en-inv", "fr", "none", "none"),
+        ("", "monolingual-en", "fr", "none", "none"),
+    }
+    assert {r.metric for r in rows} == {"f1", "token_accuracy"} and all(r.task == "pos" for r in rows)
+    assert all(r.n_examples == 48 and r.seed == 42 for r in rows)
+
+    entries = {e.metric: e for e in results.protocol_table(rows)}
+    value = {(r.setting, r.metric): r.value for r in rows if r.setting}
+    for metric in ("f1", "token_accuracy"):
+        e = entries[metric]
+        assert (e.task, e.lang, e.transform) == ("pos", "en", "inv")
+        assert (e.bz, e.bs, e.mz) == (value["BZ", metric], value["BS", metric], value["MZ", metric])
+        assert e.delta_bz_bs == pytest.approx(e.bz - e.bs) and e.delta_mz_bs == pytest.approx(e.mz - e.bs)
+    assert result.report == (workdir / "report" / "report.md").read_text() and result.report == printed[-1]
+    assert "| Inversion | en |" in result.report and "### `monolingual-en`" in result.report
+
+    for name in runnable:
+        marker = json.loads((workdir / name / "DONE.json").read_text())
+        assert marker["step"] == name and marker["fingerprint"]
+    bz = json.loads((workdir / "evaluate/pos/BZ-s42/DONE.json").read_text())["summary"]["rows"]
+    assert {(r["setting"], r["eval_transform"]) for r in bz} == {("", "none"), ("BZ", "inv")}
+    ft = json.loads((workdir / "finetune/pos/bilingual-derived-s42/DONE.json").read_text())["summary"]
+    assert ft == {"start_step": 0, "final_step": 6}
+
+
+def test_e2e_rerun_skips_finished_steps_and_resumes_a_lost_one(e2e):
+    config, workdir, first, _ = e2e
+    markers = {p: p.read_bytes() for p in workdir.rglob("DONE.json")}
+    rows_before = results.read_rows(workdir)
+
+    again = protocol.run(config, workdir, out=lambda _: None)
+    assert again.executed == [] and set(again.status.values()) == {"done"}
+    assert {p: p.read_bytes() for p in workdir.rglob("DONE.json")} == markers
+    assert len(results.read_rows(workdir)) == len(rows_before)
+
+    (workdir / "evaluate/pos/BS-s42/DONE.json").unlink()  # as if the run had crashed before writing it
+    resumed = protocol.run(config, workdir, out=lambda _: None)
+    assert resumed.executed == ["evaluate/pos/BS-s42"]
+    rows = results.read_rows(workdir)
+    new = rows[len(rows_before):]
+    assert {(r.setting, r.metric) for r in new} == {("BS", "f1"), ("BS", "token_accuracy")}
+    old = {r.metric: r.value for r in rows_before if r.setting == "BS"}
+    assert {r.metric: r.value for r in new} == old  # same fine-tuned model, same data: the same numbers
