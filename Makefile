@@ -7,7 +7,7 @@ XLT_DATA_MIRROR ?= $(wildcard $(abspath ../shared/data))
 export XLT_DATA_MIRROR
 export XLT_DATA_DIR ?= $(abspath data)
 export XLA_FLAGS ?= --xla_force_host_platform_device_count=8
-PYTEST_ARGS ?= -n 2
+PYTEST_ARGS ?= -n 2 --dist loadfile
 
 .PHONY: install data demo test bench lint clean
 

@@ -7,6 +7,7 @@ importable libraries, and MLQA's per-language rules are not packaged anywhere on
 from __future__ import annotations
 
 import collections
+import functools
 import re
 import string
 import sys
@@ -14,9 +15,14 @@ import unicodedata
 from collections.abc import Callable, Iterable, Mapping
 
 _SQUAD_PUNCT = frozenset(string.punctuation)
-_UNICODE_PUNCT = frozenset(
-    chr(i) for i in range(sys.maxunicode + 1) if unicodedata.category(chr(i)).startswith("P")
-) | _SQUAD_PUNCT
+
+
+@functools.cache
+def _unicode_punct() -> frozenset[str]:
+    """Every Unicode punctuation character (built on first use: scanning all code points takes seconds)."""
+    return frozenset(
+        chr(i) for i in range(sys.maxunicode + 1) if unicodedata.category(chr(i)).startswith("P")
+    ) | _SQUAD_PUNCT
 
 _MLQA_ARTICLES = {
     "en": r"\b(a|an|the)\b",
@@ -42,8 +48,9 @@ def _mixed_segmentation(text: str) -> list[str]:
     """MLQA's zh tokenisation: every CJK character and punctuation mark is a token."""
     out: list[str] = []
     buf = ""
+    punct = _unicode_punct()
     for ch in text:
-        if _CJK.search(ch) or ch in _UNICODE_PUNCT:
+        if _CJK.search(ch) or ch in punct:
             out.extend(buf.split())
             buf = ""
             out.append(ch)
@@ -57,7 +64,8 @@ def normalize_mlqa(text: str, lang: str) -> str:
     """MLQA normalisation: Unicode punctuation, per-language articles and segmentation."""
     if lang not in _MLQA_ARTICLES:
         raise ValueError(f"MLQA normalisation has no rules for language {lang!r}")
-    text = "".join(ch for ch in text.lower() if ch not in _UNICODE_PUNCT)
+    punct = _unicode_punct()
+    text = "".join(ch for ch in text.lower() if ch not in punct)
     if _MLQA_ARTICLES[lang]:
         text = re.sub(_MLQA_ARTICLES[lang], " ", text)
     tokens = text.split() if lang in _WHITESPACE_LANGS else _mixed_segmentation(text)

@@ -74,8 +74,12 @@ def dropout(x: jax.Array, rate: float, key: jax.Array, deterministic: bool) -> j
     """Inverted dropout with an explicit key (see the module docstring for why not `nnx.Dropout`)."""
     if deterministic or rate <= 0.0:
         return x
-    keep = jax.random.bernoulli(key, 1.0 - rate, x.shape)
-    return jnp.where(keep, x / (1.0 - rate), jnp.zeros_like(x)).astype(x.dtype)
+    # 16-bit draws need half the threefry work of `bernoulli`'s 32-bit floats (dropout masks were a tenth of
+    # the roberta8 CPU step); the drop rate is quantised to 1/65536 and the scaling uses the realised rate.
+    threshold = round(rate * 65536)
+    keep = jax.random.bits(key, x.shape, jnp.uint16) >= threshold
+    scale = 65536 / (65536 - threshold)
+    return jnp.where(keep, x * scale, jnp.zeros_like(x)).astype(x.dtype)
 
 
 def dense(

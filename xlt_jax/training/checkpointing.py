@@ -69,10 +69,24 @@ class DataStateRestore(ocp.args.CheckpointArgs):
     pass
 
 
+def _single_replica_writes_on_cpu() -> None:
+    """On CPU, write each replicated array from one replica.
+
+    Orbax's replica-parallel writes slice replicated arrays across replicas, which pays off on TPU pods
+    but on (fake) CPU devices only costs slice compilations: 38 s instead of 0.26 s for the first save of
+    60 arrays on 8 devices (measured).
+    """
+    if jax.default_backend() == "cpu":
+        ocp.type_handlers.register_type_handler(
+            jax.Array, ocp.type_handlers.ArrayHandler(use_replica_parallel=False), override=True
+        )
+
+
 class Checkpointer:
     """Save/restore (train state, pipeline state) pairs under `directory`, keeping the last `max_to_keep`."""
 
     def __init__(self, directory: str | os.PathLike, *, max_to_keep: int, async_save: bool = True):
+        _single_replica_writes_on_cpu()
         options = ocp.CheckpointManagerOptions(
             max_to_keep=max_to_keep, enable_async_checkpointing=async_save, create=True
         )
