@@ -1,10 +1,12 @@
 """`make demo`: the whole xlt_jax pipeline, small, on real data, in a few minutes on a laptop CPU.
 
 1. Data: a SentencePiece tokenizer on real English text, the derived language `translit+inv` (English
-   transliterated into a second vocabulary and inverted), one MLM batch decoded.
-2. Pretraining: a tiny RoBERTa on English + derived English (the bilingual smoke config).
+   transliterated into a second vocabulary and inverted), MLM batches decoded.
+2. The Deshpande et al. protocol, smoke-sized: pretrain a tiny bilingual (en + derived) and a monolingual
+   RoBERTa, fine-tune POS on original and derived data, evaluate BZ / BS / MZ, Tatoeba retrieval and the
+   cross-lingual POS table, and print the report rendered from results.jsonl.
 
-  python -m xlt_jax.demo --workdir runs/demo [--transform translit+inv] [--lang en]
+  python -m xlt_jax.demo --workdir runs/demo [--transform translit+inv] [--lang en] [--tasks pos+tatoeba]
 """
 
 from __future__ import annotations
@@ -64,16 +66,13 @@ def data_steps(config, workdir: pathlib.Path):
     return tokenizer
 
 
-def pretrain(config, workdir: pathlib.Path):
-    from xlt_jax.training import loop
+def protocol(lang: str, transform: str, tasks: str, workdir: pathlib.Path):
+    from xlt_jax.experiments import protocol as protocol_lib
 
-    banner("2. pretraining (bilingual smoke config)")
-    result = loop.run(config, workdir)
-    last = result.history[-1] if result.history else {}
-    print(f"steps {result.start_step} -> {result.final_step}; last loss {last.get('loss', float('nan')):.3f}")
-    for e in result.evals:
-        print("eval:", {k: round(v, 4) for k, v in e.items()})
-    return result
+    banner("2. protocol: pretrain, fine-tune, evaluate BZ / BS / MZ, report")
+    deshpande = runpy.run_path(str(CONFIGS / "experiments" / "deshpande.py"))
+    config = deshpande["get_config"](f"lang={lang},transform={transform},tasks={tasks},smoke")
+    return protocol_lib.run(config, workdir)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -81,14 +80,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--workdir", default="runs/demo")
     parser.add_argument("--lang", default="en")
     parser.add_argument("--transform", default="translit+inv")
+    parser.add_argument("--tasks", default="pos+tatoeba")
     args = parser.parse_args(argv)
-    workdir = pathlib.Path(args.workdir)
+    workdir = pathlib.Path(args.workdir).resolve()
     bilingual = runpy.run_path(str(CONFIGS / "pretrain" / "bilingual.py"))
     config = bilingual["get_config"](f"lang={args.lang},transform={args.transform},smoke")
-    pretrain_dir = workdir / "pretrain"
-    data_steps(config, pretrain_dir)
-    pretrain(config, pretrain_dir)
-    print(f"\noutputs in {workdir.resolve()} (TensorBoard: tensorboard --logdir {workdir})")
+    data_steps(config, workdir / "data_preview")
+    protocol(args.lang, args.transform, args.tasks, workdir / "protocol")
+    print(f"\noutputs in {workdir} (TensorBoard: tensorboard --logdir {workdir}; "
+          f"report: {workdir / 'protocol' / 'report' / 'report.md'})")
 
 
 if __name__ == "__main__":
