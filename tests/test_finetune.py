@@ -305,6 +305,60 @@ def test_label_words_round_trip_through_generated_ids(tiny_tokenizer):
     assert with_targets["decoder_loss_mask"][1].sum() == 0  # unlabelled rows get no loss
 
 
+def test_t5_text_to_text_qa_generates_answers_scored_by_squad_em_f1(pretrained_dir, tmp_path):
+    """T5 QA text to text: one window per question trains on its answer pieces; greedy answers are decoded."""
+    tokenizer = Tokenizer.load(pretrained_dir / loop.TOKENIZER_DIR)
+    t5_dir = write_untrained_t5_run(tmp_path / "t5", tokenizer)
+    finetuned = tmp_path / "qa"
+    result = finetune("qa", t5_dir, finetuned, "head=text,lr=3e-3,steps=4,batch=16")  # 64 questions: one epoch
+    assert result.final_step == 4 and all(np.isfinite(h["loss"]) for h in result.history)
+    info = artifacts.load_finetuned(finetuned).info
+    assert info.head["kind"] == "text" and info.head["target_len"] == text_to_text.QA_TARGET_LEN
+    rows = evaluate(tmp_path / "results", f"finetuned={finetuned},targets=en:none+en:inv,examples=8")
+    assert [(r.eval_transform, r.metric) for r in rows] == [
+        ("none", "exact_match"), ("none", "f1"), ("inv", "exact_match"), ("inv", "f1")]
+    assert all(r.task == "qa" and 0.0 <= r.value <= 100.0 and r.n_examples == 8 for r in rows)
+    assert all(0 <= r.extra["empty_answers"] <= 8 for r in rows)
+    # The answers behind those rows: one string per question, decoded from the best window's generation.
+    config = get_config(CONFIGS / "evaluate.py", f"finetuned={finetuned},examples=8")
+    ev = evaluation._Evaluator(config)
+    data = tasks.prepare("qa", tokenizer, lang="en", split="dev", transform="none", seed=0, max_len=ev.model.max_len,
+                         limit=8, bucket=ev.model.bucket, **ev.model.task_options)
+    loaded, step = ev.params_for(1)
+    outputs = ev.outputs(loaded, step, data.features)
+    assert outputs["generated"].shape == (len(data.features), text_to_text.QA_TARGET_LEN)
+    answers = text_to_text.qa_predictions(data, outputs["generated"], outputs["generated_logprob"], tokenizer,
+                                          ev.model.layout)
+    assert set(answers) == {e.id for e in data.examples} and all(isinstance(a, str) for a in answers.values())
+    first = data.examples[0].id
+    rows_of_first = np.flatnonzero(data.features["example_id"] == 0)
+    scores = text_to_text.mean_logprob(outputs["generated"][rows_of_first], outputs["generated_logprob"][rows_of_first])
+    best = outputs["generated"][rows_of_first[np.argmax(scores)]]
+    assert answers[first] == tokenizer.decode(text_to_text.answer_ids(best, inverted=False), layout=ev.model.layout)
+    metrics, _ = evaluation.score(ev.model, data, outputs, config)
+    assert metrics == {r.metric: r.value for r in rows if r.eval_transform == "none"}
+
+
+def test_qa_answer_targets_come_from_the_answer_window_and_map_back_through_inversion(tiny_tokenizer):
+    """Training targets are the answer's own pieces; under inversion they are reversed, and `answer_ids`
+    restores the original order, so the decoded text is the same with and without inversion."""
+    kw = dict(lang="en", split="dev", seed=0, max_len=64, limit=12, doc_stride=16, max_query_len=16)
+    plain = tasks.prepare("qa", tiny_tokenizer, transform="none", **kw)
+    inverted = tasks.prepare("qa", tiny_tokenizer, transform="inv", **kw)
+    assert inverted.extra["inverted"] and not plain.extra["inverted"]
+    (fp, counts), (fi, _) = (text_to_text.add_answer_fields(d, tiny_tokenizer) for d in (plain, inverted))
+    assert len(fp) == len(plain.examples) and counts["answer_outside_windows"] < len(fp)
+    np.testing.assert_array_equal(fp["example_id"], np.arange(len(plain.examples)))
+    for i in range(len(fp)):
+        texts = [tiny_tokenizer.decode(text_to_text.answer_ids(f["decoder_targets"][i], inverted=inv))
+                 for f, inv in ((fp, False), (fi, True))]
+        assert texts[0] == texts[1]
+        if fp["start_positions"][i] > 0:  # the window holds the answer: the target is its span, covering it
+            answer = plain.examples[i].answers[0][0]
+            assert answer.replace(" ", "") in texts[0].replace(" ", "")
+    assert fp["decoder_input_ids"][0, 0] == 0 and fp["decoder_loss_mask"].sum() == np.sum(fp["decoder_targets"] != 1)
+
+
 # -- configuration -------------------------------------------------------------------------------------------
 
 

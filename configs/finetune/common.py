@@ -59,7 +59,7 @@ def finetune_config(
     c.task = task  # pos | ner | nli | qa (fixed by the config file)
     c.pretrained = pretrained  # pretraining WORKDIR (config.json, tokenizer/, checkpoints/)
     c.pretrained_step = 0  # checkpoint step to start from (0 = the last)
-    c.head = head  # auto | encoder | text (T5 only: generate the NLI label word; auto = text for T5 NLI)
+    c.head = head  # auto | encoder | text (T5 only: generate the NLI label or QA answer; auto = text for T5 NLI)
     c.seed = seed  # head init, dropout and batch order
 
     # Training data: xlt_jax.data.tasks.prepare(task, lang=, split=, transform=, source=)

@@ -5,7 +5,7 @@ Arguments (`--config configs/finetune/pos.py:pretrained=runs/en_inv,lang=en`):
   lang=en            language of the fine-tuning data
   train_transform=   none (default: original data, for BZ / MZ) | inv | perm | translit | translit+inv | ... (BS)
   source=            data source ("" = the task's default, xlt_jax/data/tasks/sources.py)
-  head=auto          auto | encoder | text (T5: generate the label word; nli only)
+  head=auto          auto | encoder | text (T5 text to text: nli label words and qa answers only)
   smoke              256 examples, seq 64, 20 steps: an end-to-end run in well under a minute on a CPU
   epochs, batch, lr, max_len, steps, examples, seed: override the recipe
 

@@ -41,6 +41,7 @@ from xlt_jax.data.vocab import VocabLayout
 from xlt_jax.errors import ConfigError
 from xlt_jax.finetuning import artifacts, inference, loading, pretrained, text_to_text
 from xlt_jax.finetuning.task_model import HeadSpec, task_model_fn
+from xlt_jax.metrics.qa import squad_em_f1
 from xlt_jax.models import resolve_model_config
 from xlt_jax.training import distributed, partitioning
 
@@ -157,9 +158,18 @@ def resolve_split(config: ml_collections.ConfigDict, model: Evaluated) -> str:
 
 
 def score(model: Evaluated, data: tasks.TaskData, outputs: Mapping[str, np.ndarray],
-          config: ml_collections.ConfigDict) -> tuple[dict[str, float], dict[str, Any]]:
-    """Metrics in the results store's names, and extra numbers for the rows."""
+          config: ml_collections.ConfigDict,
+          layout: VocabLayout | None = None) -> tuple[dict[str, float], dict[str, Any]]:
+    """Metrics in the results store's names, and extra numbers for the rows (`layout`: the evaluated
+    model's vocabulary, to decode generated answers; default the fine-tuned model's)."""
     kind = model.head.kind
+    if kind == "text" and model.task == "qa":
+        answers = text_to_text.qa_predictions(
+            data, outputs["generated"], outputs["generated_logprob"], model.tokenizer, layout or model.layout
+        )
+        raw = squad_em_f1(qa.gold_answers(data), answers)
+        empty = sum(not a.strip() for a in answers.values())
+        return {"exact_match": raw["exact_match"], "f1": raw["f1"]}, {"empty_answers": empty}
     if kind == "tagging":
         raw = tagging.score(data, outputs["predictions"])
         metrics = {"f1": raw["seqeval_f1"]}
@@ -232,7 +242,8 @@ class _Evaluator:
             candidates = self.outputs(loaded, step, data.extra["targets"], _pool)["embedding"]
             metrics, extra = retrieval.score(data, queries, candidates), {}
         else:
-            metrics, extra = score(m, data, self.outputs(loaded, step, data.features), config)
+            layout = m.layout.with_copies(max(m.layout.copies, parsed.copies))  # as `params_for`
+            metrics, extra = score(m, data, self.outputs(loaded, step, data.features), config, layout)
         setting = row_setting(config.setting, train_lang=m.train_lang, train_transform=m.train_transform,
                               lang=lang, eval_transform=data.transform)
         if config.setting and setting != config.setting:

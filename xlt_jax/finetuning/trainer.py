@@ -97,7 +97,8 @@ def check_lengths(config: ml_collections.ConfigDict, model_config: ml_collection
 def prepare_training_data(
     config: ml_collections.ConfigDict, pre: pretrained.PretrainedRun, kind: str
 ) -> tuple[tasks.TaskData, tasks.Features, np.ndarray | None]:
-    """The training split's TaskData, the features the model trains on, and the text head's label targets."""
+    """The training split's TaskData, the features the model trains on, and the text head's label targets
+    (NLI; QA text targets are per question, in the features' decoder fields)."""
     data = tasks.prepare(
         config.task, pre.tokenizer, lang=config.lang, split=config.train_split,
         transform=config.train_transform or "none", seed=int(config.transform_seed), max_len=int(config.max_len),
@@ -107,7 +108,10 @@ def prepare_training_data(
     logging.info("training data: %s", json.dumps(data.describe()))
     features = data.features
     targets = None
-    if kind == "text":
+    if kind == "text" and config.task == "qa":
+        features, counts = text_to_text.add_answer_fields(data, pre.tokenizer)
+        logging.info("text-to-text QA: %d training rows (one per question), %s", len(features), json.dumps(counts))
+    elif kind == "text":
         targets = text_to_text.label_targets(pre.tokenizer, data.label_names)
         features = text_to_text.add_decoder_fields(features, targets)
     return data, features, targets
@@ -205,7 +209,7 @@ class _Finetuner:
         head = HeadSpec(
             kind,
             num_labels=len(data.label_names or ()) if kind in ("classification", "tagging") else 0,
-            target_len=int(targets.shape[1]) if targets is not None else 0,
+            target_len=int(self.features["decoder_targets"].shape[1]) if kind == "text" else 0,
         )
         self.info = finetune_info(config, pre, data, head, model_config, layout, targets, self.total)
 
