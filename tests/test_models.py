@@ -28,7 +28,7 @@ from xlt_jax.models import (
     transfer_weights,
 )
 from xlt_jax.models.heads import QuestionAnsweringHead, SequenceClassificationHead, TokenClassificationHead
-from xlt_jax.models.layers import relative_position_bucket
+from xlt_jax.models.layers import gelu_erf, relative_position_bucket
 from xlt_jax.models.losses import token_cross_entropy
 from xlt_jax.models.roberta import position_ids
 
@@ -326,6 +326,15 @@ def test_t5_structure_follows_v1_1(t5):
     assert flat["['decoder']['relpos_bias']['embedding']"].shape == (2, 32)
     assert flat["['decoder']['logits_dense']['kernel']"].shape == (64, VOCAB)  # untied
     assert "['encoder']['stack']['blocks']['mlp']['wi_1']['kernel']" in flat  # gated FFN
+
+
+def test_gelu_erf_matches_exact_gelu_value_and_gradient():
+    x = jnp.linspace(-8.0, 8.0, 1001, dtype=jnp.float32)
+    np.testing.assert_allclose(gelu_erf(x), jax.nn.gelu(x, approximate=False), atol=1e-6)
+    grad = jax.grad(lambda v: jnp.sum(gelu_erf(v) * jnp.cos(v)))(x)
+    want = jax.grad(lambda v: jnp.sum(jax.nn.gelu(v, approximate=False) * jnp.cos(v)))(x)
+    np.testing.assert_allclose(grad, want, atol=1e-5)
+    assert gelu_erf(x.astype(jnp.bfloat16)).dtype == jnp.bfloat16
 
 
 def test_relative_position_buckets_match_t5_formula():

@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from xlt_jax.models.layers import axes, constrain, dense, dropout, layer_norm
+from xlt_jax.models.layers import axes, constrain, dense, dropout, gelu_erf, layer_norm
 
 
 class MlmHead(nnx.Module):
@@ -34,7 +34,7 @@ class MlmHead(nnx.Module):
         self.bias = nnx.Param(jnp.zeros((vocab_size,), param_dtype), **axes("vocab"))
 
     def __call__(self, x: jax.Array, word_embeddings: nnx.Embed) -> jax.Array:
-        h = self.layer_norm(jax.nn.gelu(self.dense(x), approximate=False))
+        h = self.layer_norm(gelu_erf(self.dense(x)))
         logits = word_embeddings.attend(h) + self.bias[...].astype(h.dtype)
         return constrain(logits, ("batch", "length", "vocab"))
 

@@ -82,6 +82,33 @@ def dropout(x: jax.Array, rate: float, key: jax.Array, deterministic: bool) -> j
     return jnp.where(keep, x * scale, jnp.zeros_like(x)).astype(x.dtype)
 
 
+_SQRT_HALF = float(1.0 / np.sqrt(2.0))  # Python floats keep bf16 inputs bf16
+_INV_SQRT_2PI = float(1.0 / np.sqrt(2.0 * np.pi))
+
+
+@jax.custom_vjp
+def gelu_erf(x: jax.Array) -> jax.Array:
+    """Exact (erf) GELU, x·Φ(x), as `jax.nn.gelu(approximate=False)` to float32 rounding, with a hand-written VJP.
+
+    Why: for `jax.nn.gelu` XLA CPU recomputes the erfc-based derivative in several backward fusions (one of them
+    transposed, feeding the weight-gradient dot). Here the forward pass stores Φ(x) + x·φ(x) once and the
+    backward is a single multiply: measured ~10-15% faster roberta8 FFN forward+backward, ~5% on the train step.
+    """
+    return x * (0.5 + 0.5 * jax.lax.erf(x * _SQRT_HALF))
+
+
+def _gelu_erf_fwd(x: jax.Array) -> tuple[jax.Array, jax.Array]:
+    cdf = 0.5 + 0.5 * jax.lax.erf(x * _SQRT_HALF)
+    return x * cdf, cdf + x * _INV_SQRT_2PI * jnp.exp(-0.5 * x * x)
+
+
+def _gelu_erf_bwd(derivative: jax.Array, g: jax.Array) -> tuple[jax.Array]:
+    return (g * derivative,)
+
+
+gelu_erf.defvjp(_gelu_erf_fwd, _gelu_erf_bwd)
+
+
 def dense(
     in_features: int | tuple[int, ...],
     out_features: int | tuple[int, ...],
@@ -182,7 +209,7 @@ class Mlp(nnx.Module):
         self.wo = dense(mlp, hidden, ("mlp", "embed"), **kw)
 
     def __call__(self, x: jax.Array) -> jax.Array:
-        h = constrain(jax.nn.gelu(self.wi(x), approximate=False), ("batch", "length", "mlp"))
+        h = constrain(gelu_erf(self.wi(x)), ("batch", "length", "mlp"))
         return constrain(self.wo(h), ("batch", "length", "embed"))
 
 
