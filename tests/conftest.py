@@ -45,3 +45,17 @@ def tiny_tokenizer(tmp_path_factory: pytest.TempPathFactory, data_dir: pathlib.P
     texts += read_lines(data_dir / "raw" / "lingua_leipzig_sample" / "en.sentences.txt.gz")
     out = tmp_path_factory.mktemp("tiny_tokenizer") / "en"
     return train_tokenizer({"en": texts}, TINY_TOKENIZER_VOCAB, out, seed=0)
+
+
+@pytest.fixture(scope="module")
+def compile_cache(tmp_path_factory: pytest.TempPathFactory):
+    """Persistent compilation cache for one test module's runs (reset afterwards so other modules are unaffected)."""
+    import jax
+    from jax.experimental.compilation_cache import compilation_cache
+
+    previous = jax.config.jax_compilation_cache_dir
+    jax.config.update("jax_compilation_cache_dir", str(tmp_path_factory.mktemp("jax_cache")))
+    compilation_cache.reset_cache()
+    yield
+    jax.config.update("jax_compilation_cache_dir", previous)
+    compilation_cache.reset_cache()

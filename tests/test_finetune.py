@@ -23,7 +23,6 @@ import ml_collections
 import numpy as np
 import optax
 import pytest
-from jax.experimental.compilation_cache import compilation_cache
 
 from xlt_jax import results
 from xlt_jax.data import tasks
@@ -62,17 +61,6 @@ def finetune(
 
 def evaluate(workdir: pathlib.Path, arg: str) -> list[results.ResultRow]:
     return evaluation.run(get_config(CONFIGS / "evaluate.py", arg), workdir)
-
-
-@pytest.fixture(scope="module")
-def compile_cache(tmp_path_factory):
-    """Persistent compilation cache for this module (reset afterwards so other modules are unaffected)."""
-    previous = jax.config.jax_compilation_cache_dir
-    jax.config.update("jax_compilation_cache_dir", str(tmp_path_factory.mktemp("jax_cache")))
-    compilation_cache.reset_cache()
-    yield
-    jax.config.update("jax_compilation_cache_dir", previous)
-    compilation_cache.reset_cache()
 
 
 @pytest.fixture(scope="module")

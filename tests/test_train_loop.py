@@ -15,7 +15,6 @@ import sys
 import jax
 import numpy as np
 import pytest
-from jax.experimental.compilation_cache import compilation_cache
 
 from xlt_jax.data.tokenizer import Tokenizer
 from xlt_jax.errors import ConfigError
@@ -36,17 +35,6 @@ def smoke_config(cache_dir: pathlib.Path, **train_overrides):
     config.train.max_to_keep = 2
     config.train.update(train_overrides)
     return config
-
-
-@pytest.fixture(scope="module")
-def compile_cache(tmp_path_factory):
-    """Persistent compilation cache for this module's runs (reset afterwards so other modules are unaffected)."""
-    previous = jax.config.jax_compilation_cache_dir
-    jax.config.update("jax_compilation_cache_dir", str(tmp_path_factory.mktemp("jax_cache")))
-    compilation_cache.reset_cache()
-    yield
-    jax.config.update("jax_compilation_cache_dir", previous)
-    compilation_cache.reset_cache()
 
 
 @pytest.fixture(scope="module")
