@@ -15,6 +15,7 @@ CORE = [
     "scipy>=1.13",
     "seqeval>=1.2.2",
     "absl-py>=2.0",
+    "etils[epath]>=1.5",  # epath for Orbax checkpoint directories (also an orbax dependency)
     # clu.metric_writers needs TensorFlow; tensorboardX writes the same event files without it.
     "tensorboardX>=2.6",
     "matplotlib>=3.8",
