@@ -29,7 +29,11 @@ def token_cross_entropy(
     logits = logits.astype(jnp.float32)
     weights = weights.astype(jnp.float32)
     ce = optax.softmax_cross_entropy_with_integer_labels(logits, targets)
-    correct = (jnp.argmax(logits, axis=-1) == targets).astype(jnp.float32)
+    # Correct = the target's logit is the row maximum, so an exact tie for the maximum counts as correct where
+    # argmax would pick the lower id. Why not argmax: it is a second, variadic pass over [tokens, vocab] that
+    # cost 0.1 s of the 3.4 s roberta8 CPU step, while this max is the one the cross-entropy already computes.
+    target_logit = jnp.take_along_axis(logits, targets[..., None], axis=-1)[..., 0]
+    correct = (target_logit >= jnp.max(logits, axis=-1)).astype(jnp.float32)
     loss_sum = jnp.sum(ce * weights)
     weight_sum = jnp.sum(weights)
     objective = loss_sum
