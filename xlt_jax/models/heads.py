@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from xlt_jax.models.layers import axes, constrain, dense, dropout, gelu_erf, layer_norm
+from xlt_jax.models.layers import axes, constrain, dense, dropout, gelu_erf, layer_norm, tied_logits
 
 
 class MlmHead(nnx.Module):
@@ -35,7 +35,8 @@ class MlmHead(nnx.Module):
 
     def __call__(self, x: jax.Array, word_embeddings: nnx.Embed) -> jax.Array:
         h = self.layer_norm(gelu_erf(self.dense(x)))
-        logits = word_embeddings.attend(h) + self.bias[...].astype(h.dtype)
+        embedding = word_embeddings.embedding[...].astype(h.dtype)
+        logits = tied_logits(h, embedding, self.bias[...].astype(h.dtype))
         return constrain(logits, ("batch", "length", "vocab"))
 
 
