@@ -427,7 +427,7 @@ def test_held_out_split(texts, tokenizer, cache_dir):
     batches = list(data.eval_batches())
     lang = np.concatenate([b["lang_id"] for b in batches])
     real = np.concatenate([b["attention_mask"].any(1) for b in batches])
-    assert real.sum() == 2 * num_eval and (lang[real] == np.repeat([0, 1], num_eval)).all()
+    assert real.sum() == 2 * num_eval and (lang[real] == np.tile([0, 1], num_eval)).all()  # interleaved
     assert not np.concatenate([b["loss_mask"] for b in batches])[~real].any()
     first_eval = packing.gather_blocks(
         src.corpus, src.starts[src.num_train : src.num_train + 1], data.block_len
@@ -437,6 +437,19 @@ def test_held_out_split(texts, tokenizer, cache_dir):
     source, block, _, _ = data.global_rows(0, 4 * src.num_train, [0, 0])
     assert block.max() < src.num_train
     assert_batches_equal(batches[-1], list(data.eval_batches())[-1])
+
+
+@pytest.mark.parametrize("sizes", [[50, 7, 0, 23], [1, 1], [120, 3, 61, 61, 9]])
+def test_held_out_prefixes_are_proportional_across_languages(sizes):
+    source, item = pipeline.interleave_proportionally([np.arange(100, 100 + n) for n in sizes])
+    every = [(s, 100 + j) for s, n in enumerate(sizes) for j in range(n)]
+    assert sorted(zip(source.tolist(), item.tolist(), strict=True)) == every
+    for s in range(len(sizes)):
+        assert (np.diff(item[source == s]) == 1).all()  # each source keeps its own order
+    share = np.array(sizes) / sum(sizes)
+    for k in range(1, len(source) + 1):
+        counts = np.bincount(source[:k], minlength=len(sizes))
+        assert (np.abs(counts - k * share) < 1.5).all(), (k, counts)
 
 
 def test_monolingual_derived_replace_mode_uses_its_own_vocabulary(texts, tokenizer, cache_dir):

@@ -126,7 +126,7 @@ def pretrain_config(
         grad_accum_steps=1,  # microbatches per update (global batch must split evenly)
         log_every=100,  # progress line + train metrics (averaged over the interval)
         eval_every=5_000,  # held-out MLM/span loss and accuracy every N steps and at the end (0 = never)
-        eval_max_batches=0,  # held-out batches per evaluation (0 = all; the pipeline yields language by language)
+        eval_max_batches=0,  # held-out batches per evaluation (0 = all; languages are interleaved proportionally)
         checkpoint_every=5_000,  # Orbax checkpoint (model, optimizer, RNG, data iterator)
         max_to_keep=3,  # checkpoints kept
         async_checkpointing=True,  # write checkpoints in the background

@@ -424,21 +424,30 @@ class PretrainData:
     ) -> Iterator[dict[str, np.ndarray]]:
         """One deterministic pass over every held-out block of every source, in fixed-size batches.
 
-        The last global batch is filled with empty rows (all masks 0, lang_id 0); each host yields its
-        slice of every global batch.
+        Sources are interleaved in proportion to their held-out sizes, so the first k batches (a capped
+        `train.eval_max_batches`) hold about the same share of every language as the whole pass. The last
+        global batch is filled with empty rows (all masks 0, lang_id 0); each host yields its slice of every
+        global batch.
         """
         batch_size = batch_size or self.settings.eval_batch_size
         lo, hi = _host_slice(batch_size, process_index, process_count)
-        source = np.concatenate(
-            [np.full(len(src.eval_blocks), i, np.int64) for i, src in enumerate(self.sources)]
-        )
-        block = np.concatenate([src.eval_blocks for src in self.sources])
+        source, block = interleave_proportionally([src.eval_blocks for src in self.sources])
         total = -(-len(source) // batch_size) * batch_size
         source = np.pad(source, (0, total - len(source)), constant_values=-1)
         block = np.pad(block, (0, total - len(block)), constant_values=0)
         for start in range(0, total, batch_size):
             rows = slice(start + lo, start + hi)
             yield self.build_rows(source[rows], block[rows], np.full(hi - lo, _EVAL_DRAW, np.int64))
+
+
+def interleave_proportionally(items: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """(source index, item) of every item of every source, ordered so that any prefix holds each source in
+    proportion to its size, to within about one item: item j of a source of n sits at quantile (j + ½) / n."""
+    source = np.concatenate([np.full(len(x), i, np.int64) for i, x in enumerate(items)])
+    flat = np.concatenate([np.asarray(x, np.int64) for x in items])
+    quantile = np.concatenate([(np.arange(len(x)) + 0.5) / len(x) for x in items])
+    order = np.argsort(quantile, kind="stable")
+    return source[order], flat[order]
 
 
 def _host_slice(global_batch: int, process_index: int, process_count: int) -> tuple[int, int]:
