@@ -389,3 +389,18 @@ def test_bad_config_keys_are_clear_errors(tmp_path):
     )
     assert proc.returncode != 0 and "unknown config argument 'targest'" in proc.stderr
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("binary, config_help", [
+    ("xlt_jax.train", "Pretraining config file"),
+    ("xlt_jax.finetune", "Fine-tuning config file"),
+    ("xlt_jax.evaluate", "Evaluation config file"),
+    ("xlt_jax.experiments.protocol", "Protocol config file"),
+])  # fmt: skip
+def test_every_binary_lists_its_flags_in_help(binary, config_help):
+    proc = subprocess.run(
+        [sys.executable, "-m", binary, "--help"], capture_output=True, text=True, timeout=120, cwd=REPO,
+        env={**os.environ, "JAX_PLATFORMS": "cpu"},
+    )
+    assert "Traceback" not in proc.stderr, proc.stderr  # absl's --help exits with status 1
+    assert f"--config: {config_help}" in proc.stdout and "--workdir: " in proc.stdout

@@ -29,3 +29,7 @@ class DownloadError(XltError, RuntimeError):
 
 class TransformError(XltError, ValueError):
     """Unknown transformation, or one that cannot apply to a task."""
+
+
+class TrainingDiverged(XltError, RuntimeError):
+    """The loss or gradient norm became NaN/Inf; the run stopped without saving that state."""

@@ -33,27 +33,24 @@ def score_main(argv: list[str]) -> dict[str, float | str]:
 
 
 def evaluate_main(argv: list[str]) -> None:
-    """absl entry point of the config-driven evaluation (the pretraining binary's --config/--workdir flags)."""
-    from absl import app, flags, logging
+    """The config-driven evaluation; prints the appended result rows as JSON lines."""
+    from absl import flags
 
-    from xlt_jax import train as cli
-    from xlt_jax.errors import XltError
+    from xlt_jax import cli
 
-    def main(args: list[str]) -> None:
-        if len(args) > 1:
-            raise app.UsageError(f"unexpected arguments: {' '.join(args[1:])}")
-        logging.get_absl_handler().addFilter(cli._QuietLibraries())
-        from xlt_jax.finetuning import evaluation  # after flag parsing: keeps `--help` and flag errors fast
+    cli.define_flags(
+        "Evaluation config file (configs/evaluate.py:ARGS).",
+        "Directory whose results.jsonl receives one row per (target, metric).",
+    )
+    flags.adopt_module_key_flags(cli)  # listed by --help
 
-        try:
-            rows = evaluation.run(flags.FLAGS.config, flags.FLAGS.workdir)
-        except XltError as e:
-            logging.error("%s: %s", type(e).__name__, e)
-            sys.exit(f"error: {e}")
-        for row in rows:
+    def evaluate(config, workdir: str) -> None:
+        from xlt_jax.finetuning import evaluation
+
+        for row in evaluation.run(config, workdir):
             print(row.to_json())
 
-    app.run(main, argv=[sys.argv[0], *argv], flags_parser=cli.parse_flags)
+    cli.run(evaluate, argv=[sys.argv[0], *argv])
 
 
 def main(argv: list[str] | None = None) -> None:

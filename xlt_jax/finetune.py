@@ -9,31 +9,23 @@ resumes from DIR's last checkpoint (and does nothing once training is complete).
 
 from __future__ import annotations
 
-import sys
+import ml_collections
+from absl import flags
 
-from absl import app, flags, logging
+from xlt_jax import cli
 
-# The pretraining binary's --config / --workdir flags and their error reporting (unknown keys, ConfigError).
-from xlt_jax import train as cli
-from xlt_jax.errors import XltError
+cli.define_flags("Fine-tuning config file (configs/finetune/TASK.py:ARGS).")
+flags.adopt_module_key_flags(cli)  # listed by --help
 
 
-def main(argv: list[str]) -> None:
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    logging.get_absl_handler().addFilter(cli._QuietLibraries())
-    from xlt_jax.finetuning import trainer  # after flag parsing: keeps `--help` and flag errors fast
-    from xlt_jax.training import loop
+def finetune(config: ml_collections.ConfigDict, workdir: str) -> None:
+    from xlt_jax.finetuning import trainer
 
-    try:
-        trainer.run(flags.FLAGS.config, flags.FLAGS.workdir)
-    except (XltError, loop.TrainingDiverged) as e:
-        logging.error("%s: %s", type(e).__name__, e)
-        sys.exit(f"error: {e}")
+    trainer.run(config, workdir)
 
 
 def run_main() -> None:
-    app.run(main, flags_parser=cli.parse_flags)
+    cli.run(finetune)
 
 
 if __name__ == "__main__":

@@ -40,7 +40,6 @@ import json
 import logging
 import os
 import pathlib
-import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
@@ -516,7 +515,6 @@ def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike, *, dry_ru
     check_runnable(plan, status)
     if dry_run:
         return ProtocolResult(plan, status, [], {}, "")
-    from xlt_jax.training.loop import TrainingDiverged  # imported here: the plan and dry runs need no JAX
 
     workdir.mkdir(parents=True, exist_ok=True)
     executed: list[str] = []
@@ -534,7 +532,7 @@ def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike, *, dry_ru
             t0 = time.perf_counter()
             try:
                 summary = execute(step, workdir)
-            except (XltError, TrainingDiverged) as e:  # bad data/config or a diverged run: other tasks go on
+            except XltError as e:  # bad data/config or a diverged run: other tasks go on
                 logging.error("%s failed: %s: %s", step.name, type(e).__name__, e)
                 failed[step.name] = f"{type(e).__name__}: {e}"
                 blocked.add(step.name)
@@ -558,37 +556,21 @@ def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike, *, dry_ru
 # Binary
 
 
-def _define_flags():
+def run_main(argv: Iterable[str] | None = None) -> None:
     from absl import flags
 
-    from xlt_jax import train as cli  # defines --config / --workdir (and their override error reporting)
+    from xlt_jax import cli
 
-    if "dry_run" not in flags.FLAGS:
-        flags.DEFINE_bool("dry_run", False, "Print the plan (with each step's status) and exit.")
-    return cli
-
-
-def main(argv: list[str]) -> None:
-    from absl import app, flags
-
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    from absl import logging as absl_logging
-
-    cli = _define_flags()
-    absl_logging.get_absl_handler().addFilter(cli._QuietLibraries())
-    try:
-        run(flags.FLAGS.config, flags.FLAGS.workdir, dry_run=flags.FLAGS.dry_run)
-    except XltError as e:
-        logging.error("%s: %s", type(e).__name__, e)
-        sys.exit(f"error: {e}")
-
-
-def run_main(argv: Iterable[str] | None = None) -> None:
-    from absl import app
-
-    cli = _define_flags()
-    app.run(main, argv=list(argv) if argv is not None else None, flags_parser=cli.parse_flags)
+    cli.define_flags(
+        "Protocol config file (configs/experiments/deshpande.py:ARGS).",
+        "Directory of the whole protocol: one subdirectory per run, results.jsonl and report.md.",
+    )
+    flags.adopt_module_key_flags(cli)  # listed by --help
+    flags.DEFINE_bool("dry_run", False, "Print the plan (with each step's status) and exit.")
+    cli.run(
+        lambda config, workdir: run(config, workdir, dry_run=flags.FLAGS.dry_run),
+        argv=list(argv) if argv is not None else None,
+    )
 
 
 if __name__ == "__main__":

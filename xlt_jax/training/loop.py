@@ -32,7 +32,7 @@ import ml_collections
 import numpy as np
 
 from xlt_jax.data.pretrain import pipeline
-from xlt_jax.errors import ConfigError
+from xlt_jax.errors import ConfigError, TrainingDiverged
 from xlt_jax.models import build_model
 from xlt_jax.training import checkpointing, distributed, inputs, optimizer, partitioning, steps
 from xlt_jax.training import state as state_lib
@@ -41,10 +41,6 @@ from xlt_jax.training.writers import MetricWriter
 CHECKPOINT_DIR = "checkpoints"
 TOKENIZER_DIR = inputs.TOKENIZER_DIR
 CONFIG_FILE = "config.json"
-
-
-class TrainingDiverged(RuntimeError):
-    """The loss or gradient norm became NaN/Inf; the run stopped without saving that state."""
 
 
 @dataclasses.dataclass
