@@ -396,6 +396,7 @@ def test_bad_config_keys_are_clear_errors(tmp_path):
     ("xlt_jax.finetune", "Fine-tuning config file"),
     ("xlt_jax.evaluate", "Evaluation config file"),
     ("xlt_jax.experiments.protocol", "Protocol config file"),
+    ("xlt_jax.align", "Alignment config file"),
 ])  # fmt: skip
 def test_every_binary_lists_its_flags_in_help(binary, config_help):
     proc = subprocess.run(

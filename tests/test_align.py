@@ -1,0 +1,145 @@
+"""Embedding alignment (REFERENCE_SPEC §6): the Procrustes map and NN search against the reference's own
+formulas, the fixed pair split, and `python -m xlt_jax.align` on a tiny transliteration model pretrained
+on real English text."""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import runpy
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from xlt_jax import results
+from xlt_jax.analysis import alignment, runner
+from xlt_jax.data.vocab import VocabLayout
+from xlt_jax.errors import ConfigError, DataFormatError
+from xlt_jax.training import loop
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+CONFIGS = REPO / "configs"
+
+
+def get_config(path: pathlib.Path, arg: str):
+    return runpy.run_path(str(path))["get_config"](arg)
+
+
+def rotated_pair(v: int = 600, d: int = 32, noise: float = 0.0, seed: int = 0):
+    """E2 = E1·Q (+ noise) for a random orthogonal Q: Procrustes recovers Q, the identity search does not."""
+    rng = np.random.default_rng(seed)
+    e1 = rng.normal(size=(v, d))
+    q, _ = np.linalg.qr(rng.normal(size=(d, d)))
+    return e1, e1 @ q + noise * rng.normal(size=(v, d)), q
+
+
+def test_orthogonal_map_is_the_reference_formula():
+    e1, e2, q = rotated_pair(noise=0.1)
+    src, tgt = alignment.unit_rows(e1), alignment.unit_rows(e2)
+    u, _, vt = np.linalg.svd(tgt.T @ src)  # learn_orthogonal_mapping_one_one.py: W = U Vᵀ, map x ↦ x Wᵀ
+    np.testing.assert_allclose(alignment.orthogonal_map(src, tgt), (u @ vt).T, atol=1e-10)
+    r = alignment.orthogonal_map(src, tgt)
+    np.testing.assert_allclose(r @ r.T, np.eye(len(r)), atol=1e-10)
+
+
+def test_procrustes_recovers_a_rotation_that_identity_search_misses():
+    e1, e2, _ = rotated_pair(noise=0.05)
+    split = alignment.split_pairs(len(e1), 0.2, 0.7, seed=1)
+    figures = alignment.align_embeddings(e1, e2, split)
+    assert figures["align_nn_procrustes"] == 100.0 and figures["align_nn_procrustes_train"] == 100.0
+    assert figures["align_nn_identity"] < 5.0
+    identical = alignment.align_embeddings(e1, e1, split)
+    assert identical["align_nn_identity"] == identical["align_nn_procrustes"] == 100.0
+    assert identical["embedding_distance"] == 0.0
+    np.testing.assert_allclose(figures["embedding_distance"], np.linalg.norm(e1 - e2, axis=1).mean())
+
+
+def test_nn_search_ranks_all_candidates_and_counts_gold_hits():
+    candidates = np.eye(4)
+    queries = np.array([[1.0, 0, 0, 0], [0, 0.2, 0.9, 0], [0, 0, 0, 1.0]])
+    assert alignment.nn_accuracy(queries, candidates, np.array([0, 1, 3])) == pytest.approx(200 / 3)
+
+
+def test_pair_split_is_seeded_disjoint_and_kept_in_a_file(tmp_path):
+    split = alignment.split_pairs(1000, 0.05, 0.9, seed=3)
+    assert (len(split.train), len(split.valid)) == (50, 900)
+    assert not set(split.train) & set(split.valid)
+    again = alignment.split_pairs(1000, 0.05, 0.9, seed=3)
+    np.testing.assert_array_equal(split.valid, again.valid)
+    assert not np.array_equal(split.valid, alignment.split_pairs(1000, 0.05, 0.9, seed=4).valid)
+    path = tmp_path / "split.npz"
+    first = alignment.split_for(path, 1000, 0.05, 0.9, 3)
+    kept = alignment.split_for(path, 1000, 0.5, 0.5, 99)  # an existing file wins over new arguments
+    np.testing.assert_array_equal(first.train, kept.train)
+    with pytest.raises(ConfigError, match="splits a vocabulary of 1000"):
+        alignment.split_for(path, 2000, 0.05, 0.9, 3)
+    with pytest.raises(ConfigError, match="overlap"):
+        alignment.split_pairs(1000, 0.5, 0.6, seed=0)
+    with pytest.raises(ConfigError, match="valid_fraction"):
+        alignment.split_pairs(1000, 0.1, 0.0, seed=0)
+    (tmp_path / "bad.npz").write_bytes(b"not an npz")
+    with pytest.raises(DataFormatError, match="bad.npz"):
+        alignment.load_split(tmp_path / "bad.npz")
+
+
+def test_vocabulary_copies_need_a_transliterated_copy():
+    embedding = np.arange(2 * 10 * 3, dtype=np.float32).reshape(20, 3)
+    original, derived = alignment.vocabulary_copies(embedding, VocabLayout(10, copies=2))
+    np.testing.assert_array_equal(derived, embedding[10:])
+    with pytest.raises(ConfigError, match="only transliteration"):
+        alignment.vocabulary_copies(embedding[:10], VocabLayout(10, copies=1))
+
+
+@pytest.fixture(scope="module")
+def translit_run(data_dir, compile_cache, tmp_path_factory) -> pathlib.Path:
+    """A tiny bilingual English + transliterated English RoBERTa: the smoke config, 6 steps."""
+    config = get_config(CONFIGS / "pretrain" / "bilingual.py", "lang=en,transform=translit,smoke")
+    config.data.cache_dir = str(tmp_path_factory.mktemp("shards"))
+    config.train.steps = 6
+    config.train.eval_every = 0
+    config.train.checkpoint_every = 6
+    config.train.log_every = 6
+    workdir = tmp_path_factory.mktemp("en_translit")
+    loop.run(config, workdir)
+    return workdir
+
+
+def test_align_binary_appends_identity_and_procrustes_rows(translit_run, tmp_path):
+    workdir = tmp_path / "results"
+    proc = subprocess.run(
+        [sys.executable, "-m", "xlt_jax.align", f"--config={CONFIGS / 'align.py'}:pretrained={translit_run}",
+         f"--workdir={workdir}"],
+        capture_output=True, text=True, timeout=300, cwd=REPO, env={**os.environ, "JAX_PLATFORMS": "cpu"},
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    printed = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+    rows = results.read_rows(results.results_path(workdir))
+    assert [r.metric for r in rows] == [p["metric"] for p in printed] == ["align_nn_identity", "align_nn_procrustes"]
+    for row in rows:
+        assert (row.task, row.lang, row.eval_transform, row.split) == ("align", "en", "translit", "valid")
+        assert 0.0 <= row.value <= 100.0 and row.extra["embedding_distance"] > 0
+    # The rows are the figures of the checkpoint's own embedding table, split as the file says.
+    from xlt_jax.finetuning.pretrained import load_pretrained
+
+    model = load_pretrained(translit_run)
+    embedding = runner.input_embedding(model)
+    assert embedding.shape[0] == 2 * model.layout.base_size and embedding.dtype == np.float32
+    split = alignment.load_split(next(workdir.glob("align_split_V*_seed0.npz")))
+    figures = alignment.align_embeddings(*alignment.vocabulary_copies(embedding, model.layout), split)
+    assert [r.value for r in rows] == [figures["align_nn_identity"], figures["align_nn_procrustes"]]
+    assert len(split.valid) == rows[0].n_examples == int(0.9 * model.layout.base_size)
+    # A rerun reuses the split file and gives the same figures.
+    again = runner.run(get_config(CONFIGS / "align.py", f"pretrained={translit_run}"), workdir)
+    assert [r.value for r in again] == [r.value for r in rows]
+    assert len(list(workdir.glob("align_split_V*_seed0.npz"))) == 1
+
+
+def test_align_refuses_a_model_without_a_transliterated_copy(translit_run, data_dir, tmp_path):
+    config = get_config(CONFIGS / "align.py", "pretrained=" + str(tmp_path / "missing"))
+    with pytest.raises(ConfigError, match="is not a directory"):
+        runner.run(config, tmp_path / "out")
+    with pytest.raises(ConfigError, match="unknown config argument 'pretrainde'"):
+        get_config(CONFIGS / "align.py", "pretrainde=x")

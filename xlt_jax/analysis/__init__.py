@@ -1,0 +1,1 @@
+"""Analyses of pretrained models: how well the original and derived languages are aligned."""
