@@ -143,3 +143,54 @@ def test_align_refuses_a_model_without_a_transliterated_copy(translit_run, data_
         runner.run(config, tmp_path / "out")
     with pytest.raises(ConfigError, match="unknown config argument 'pretrainde'"):
         get_config(CONFIGS / "align.py", "pretrainde=x")
+
+
+def protocol_rows(transform: str, bz: float, bs: float, task: str = "nli", metric: str = "accuracy"):
+    common = dict(model=f"bilingual-en-{transform}", task=task, lang="en", eval_transform=transform,
+                  metric=metric, n_examples=100, train_lang="en")  # fmt: skip
+    return [
+        results.ResultRow(train_transform="none", setting="BZ", value=bz, **common),
+        results.ResultRow(train_transform=transform, setting="BS", value=bs, **common),
+    ]
+
+
+def align_row(transform: str, value: float, metric: str = "align_nn_identity") -> results.ResultRow:
+    return results.ResultRow(model=f"en_{transform}", task="align", lang="en", train_transform="none",
+                             eval_transform=transform, setting="", metric=metric, value=value, n_examples=900,
+                             split="valid")  # fmt: skip
+
+
+def test_correlate_pairs_alignment_with_delta_bz_bs(tmp_path):
+    from xlt_jax import align as align_binary
+
+    grid = {"translit": (90.0, 70.0, 71.0), "translit+inv": (43.0, 60.0, 70.0),
+            "translit+perm": (11.8, 40.0, 69.0), "translit+syntax:hi": (57.3, 66.0, 70.0)}  # fmt: skip
+    rows = [r for t, (_, bz, bs) in grid.items() for r in protocol_rows(t, bz, bs)]
+    rows += [align_row(t, 1.0) for t in grid]  # superseded: the row written last wins
+    rows += [align_row(t, a) for t, (a, _, _) in grid.items()]
+    rows += [align_row("translit", 3.0, metric="align_nn_procrustes")]
+    rows += protocol_rows("translit", 10.0, 20.0, task="pos", metric="token_accuracy")  # another task
+    rows += protocol_rows("inv", 50.0, 70.0)[:1] + [align_row("inv", 99.0)]  # no BS row: not a point
+    first, second = tmp_path / "a", tmp_path / "b"
+    results.append_rows(first, rows[:5])
+    results.append_rows(second, rows[5:])
+    summary = align_binary.correlate_main([str(results.results_path(first)), str(results.results_path(second)),
+                                           "--task", "nli", "--out", str(tmp_path / "out")])  # fmt: skip
+    alignments = [a for a, _, _ in grid.values()]
+    deltas = [bz - bs for _, bz, bs in grid.values()]
+    want = scipy_spearman(alignments, deltas)
+    assert summary["n"] == 4 and summary["metric"] == "accuracy"
+    assert summary["spearman"] == pytest.approx(want) and summary["spearman"] == pytest.approx(1.0)
+    table = (tmp_path / "out" / "correlation_nli.md").read_text()
+    assert "| en | translit+inv | 43.00 | 60.00 | 70.00 | -10.00 |" in table
+    assert (tmp_path / "out" / "correlation_nli.png").read_bytes()[:4] == b"\x89PNG"
+    with pytest.raises(SystemExit, match="a rank correlation needs at least 3"):
+        align_binary.correlate_main([str(results.results_path(second)), "--task", "nli"])  # one point
+    with pytest.raises(SystemExit, match="no ner rows with both BZ and BS"):
+        align_binary.correlate_main([str(results.results_path(second)), "--task", "ner"])
+
+
+def scipy_spearman(x, y) -> float:
+    import scipy.stats
+
+    return float(scipy.stats.spearmanr(x, y)[0])

@@ -1,34 +1,87 @@
-r"""Alignment analysis binary: `python -m xlt_jax.align --config configs/align.py:pretrained=RUN --workdir DIR`.
+r"""Alignment analysis binary.
 
-Nearest-neighbour alignment of the original and transliterated token embeddings of a pretrained model, without
-and with an orthogonal Procrustes map (REFERENCE_SPEC §6); one row per figure is appended to DIR/results.jsonl
-and printed as a JSON line.
+  python -m xlt_jax.align --config configs/align.py:pretrained=RUN --workdir DIR
+      Nearest-neighbour alignment of the original and transliterated token embeddings of a pretrained model,
+      without and with an orthogonal Procrustes map (REFERENCE_SPEC §6); one row per figure is appended to
+      DIR/results.jsonl and printed as a JSON line.
+
+  python -m xlt_jax.align correlate RESULTS.jsonl [...] --task nli [--alignment align_nn_identity] [--out DIR]
+      Spearman correlation of the alignment with Δ(BZ−BS) over the derived languages the result files hold
+      (align rows plus protocol rows); prints a markdown table, then one JSON line; --out also writes the
+      table and a scatter plot there.
 """
 
 from __future__ import annotations
 
-import ml_collections
-from absl import flags
-
-from xlt_jax import cli
-
-cli.define_flags(
-    "Alignment config file (configs/align.py:ARGS).",
-    "Directory whose results.jsonl receives the rows; it also keeps the token-pair split for reruns.",
-)
-flags.adopt_module_key_flags(cli)  # listed by --help
+import argparse
+import json
+import pathlib
+import sys
 
 
-def align(config: ml_collections.ConfigDict, workdir: str) -> None:
-    from xlt_jax.analysis import runner
+def align_main(argv: list[str]) -> None:
+    from absl import flags
 
-    for row in runner.run(config, workdir):
-        print(row.to_json())
+    from xlt_jax import cli
+
+    cli.define_flags(
+        "Alignment config file (configs/align.py:ARGS).",
+        "Directory whose results.jsonl receives the rows; it also keeps the token-pair split for reruns.",
+    )
+    flags.adopt_module_key_flags(cli)  # listed by --help
+
+    def align(config, workdir: str) -> None:
+        from xlt_jax.analysis import runner
+
+        for row in runner.run(config, workdir):
+            print(row.to_json())
+
+    cli.run(align, argv=[sys.argv[0], *argv])
 
 
-def run_main() -> None:
-    cli.run(align)
+def correlate_main(argv: list[str]) -> dict:
+    parser = argparse.ArgumentParser(prog="python -m xlt_jax.align correlate")
+    parser.add_argument("results", nargs="+", help="results.jsonl files (align rows and protocol rows)")
+    parser.add_argument("--task", required=True, help="protocol task whose Δ(BZ−BS) is correlated (nli, pos, ...)")
+    parser.add_argument("--alignment", default="align_nn_identity", help="align metric: align_nn_identity|procrustes")
+    parser.add_argument("--out", default=None, help="directory for correlation_<task>.md and .png")
+    args = parser.parse_args(argv)
+
+    from xlt_jax import results
+    from xlt_jax.analysis import correlation
+    from xlt_jax.errors import XltError
+    from xlt_jax.experiments import report
+
+    try:
+        rows = [row for path in args.results for row in results.read_rows(path)]
+        found = correlation.correlate(rows, args.task, args.alignment)
+    except XltError as e:
+        sys.exit(f"error: {e}")
+    table = "\n".join(correlation.markdown(found)) + "\n"
+    if args.out:
+        out = pathlib.Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        report.atomic_write(out / f"correlation_{args.task}.md", table.encode("utf-8"))
+        report.atomic_write(out / f"correlation_{args.task}.png",
+                            report.figure_png(correlation.correlation_figure(found)))  # fmt: skip
+    summary = {
+        "task": found.task, "metric": found.metric, "alignment": found.alignment_metric,
+        "spearman": found.spearman, "p_value": found.p_value, "n": len(found.points),
+    }  # fmt: skip
+    print(table, end="")
+    print(json.dumps(summary))
+    return summary
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] == "correlate":
+        correlate_main(argv[1:])
+        return
+    if not argv:
+        sys.exit(__doc__)
+    align_main(argv)
 
 
 if __name__ == "__main__":
-    run_main()
+    main()

@@ -252,7 +252,7 @@ def render(rows: Sequence[ResultRow], *, title: str, source: str = "en") -> tupl
     return "\n".join(lines) + "\n", figures
 
 
-def _atomic_write(path: pathlib.Path, data: bytes) -> None:
+def atomic_write(path: pathlib.Path, data: bytes) -> None:
     """Write to a temporary file next to `path`, fsync, then rename: readers see the old or the new file."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # 0o666 & ~umask, unlike mkstemp's 0o600
@@ -299,10 +299,10 @@ def run(workdir: str | os.PathLike, out_dir: str | os.PathLike | None = None, *,
     for stem, fig in figures.items():
         target = out / f"{stem}.png"
         if fig is not None:
-            _atomic_write(target, figure_png(fig))
+            atomic_write(target, figure_png(fig))
         elif target.exists():  # a stale plot from an earlier run must not pass for this one
             target.unlink()
-    _atomic_write(out / REPORT_FILE, markdown.encode("utf-8"))
+    atomic_write(out / REPORT_FILE, markdown.encode("utf-8"))
     return markdown
 
 
