@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from xlt_jax import results
-from xlt_jax.analysis import alignment, runner
+from xlt_jax.analysis import alignment, contextual, runner
 from xlt_jax.data.vocab import VocabLayout
 from xlt_jax.errors import ConfigError, DataFormatError
 from xlt_jax.training import loop
@@ -117,10 +117,15 @@ def test_align_binary_appends_identity_and_procrustes_rows(translit_run, tmp_pat
     assert proc.returncode == 0, proc.stderr
     printed = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
     rows = results.read_rows(results.results_path(workdir))
-    assert [r.metric for r in rows] == [p["metric"] for p in printed] == ["align_nn_identity", "align_nn_procrustes"]
+    assert [r.metric for r in rows] == [p["metric"] for p in printed]
+    layers = range(3)  # the tiny preset: embeddings + 2 layers
+    contextual_metrics = [f"contextual_{m}_l{k}" for k in layers for m in ("retrieval", "cka")]
+    assert [r.metric for r in rows] == ["align_nn_identity", "align_nn_procrustes", *contextual_metrics]
     for row in rows:
-        assert (row.task, row.lang, row.eval_transform, row.split) == ("align", "en", "translit", "valid")
-        assert 0.0 <= row.value <= 100.0 and row.extra["embedding_distance"] > 0
+        assert (row.task, row.lang, row.eval_transform) == ("align", "en", "translit")
+        assert 0.0 <= row.value <= 100.0
+    assert all(r.split == "valid" and r.extra["embedding_distance"] > 0 for r in rows[:2])
+    assert all(r.split == "dev" and r.n_examples == 200 and "en_ewt" in r.extra["sentence_source"] for r in rows[2:])
     # The rows are the figures of the checkpoint's own embedding table, split as the file says.
     from xlt_jax.finetuning.pretrained import load_pretrained
 
@@ -129,12 +134,39 @@ def test_align_binary_appends_identity_and_procrustes_rows(translit_run, tmp_pat
     assert embedding.shape[0] == 2 * model.layout.base_size and embedding.dtype == np.float32
     split = alignment.load_split(next(workdir.glob("align_split_V*_seed0.npz")))
     figures = alignment.align_embeddings(*alignment.vocabulary_copies(embedding, model.layout), split)
-    assert [r.value for r in rows] == [figures["align_nn_identity"], figures["align_nn_procrustes"]]
+    assert [r.value for r in rows[:2]] == [figures["align_nn_identity"], figures["align_nn_procrustes"]]
     assert len(split.valid) == rows[0].n_examples == int(0.9 * model.layout.base_size)
     # A rerun reuses the split file and gives the same figures.
     again = runner.run(get_config(CONFIGS / "align.py", f"pretrained={translit_run}"), workdir)
     assert [r.value for r in again] == [r.value for r in rows]
     assert len(list(workdir.glob("align_split_V*_seed0.npz"))) == 1
+
+
+def test_contextual_alignment_of_identical_sentences_is_perfect_at_every_layer(translit_run):
+    from xlt_jax.data import transforms
+    from xlt_jax.finetuning.pretrained import load_pretrained
+
+    model = load_pretrained(translit_run)
+    config = get_config(CONFIGS / "align.py", "")
+    identity = transforms.parse("none", model.tokenizer.layout())
+    figures, extra = contextual.contextual_alignment(
+        model, identity, sentences=40, max_len=32, batch_size=8, mesh_config=config.mesh
+    )
+    assert extra["sentences"] == 40 and len(figures) == 2 * 3
+    for name, value in figures.items():
+        assert value == pytest.approx(100.0), name
+
+
+def test_linear_cka_is_invariant_to_rotation_and_scale_and_low_for_unrelated_data():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(300, 16))
+    q, _ = np.linalg.qr(rng.normal(size=(16, 16)))
+    assert contextual.linear_cka(x, 3.0 * x @ q + 5.0) == pytest.approx(1.0)
+    assert contextual.linear_cka(x, rng.normal(size=(300, 24))) < 0.15
+    # Layer 0: the same vectors, scaled (cosine retrieval is exact); layer 1: unrelated vectors.
+    figures = contextual.layer_figures(np.stack([x, x], 1), np.stack([2.0 * x, rng.normal(size=(300, 16))], 1))
+    assert figures["contextual_cka_l0"] == pytest.approx(100.0) and figures["contextual_cka_l1"] < 15.0
+    assert figures["contextual_retrieval_l0"] == 100.0 and figures["contextual_retrieval_l1"] < 5.0
 
 
 def test_align_refuses_a_model_without_a_transliterated_copy(translit_run, data_dir, tmp_path):

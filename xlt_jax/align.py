@@ -2,8 +2,9 @@ r"""Alignment analysis binary.
 
   python -m xlt_jax.align --config configs/align.py:pretrained=RUN --workdir DIR
       Nearest-neighbour alignment of the original and transliterated token embeddings of a pretrained model,
-      without and with an orthogonal Procrustes map (REFERENCE_SPEC §6); one row per figure is appended to
-      DIR/results.jsonl and printed as a JSON line.
+      without and with an orthogonal Procrustes map (REFERENCE_SPEC §6), and per layer the retrieval accuracy
+      and linear CKA between held-out sentences and their derived versions; one row per figure is appended
+      to DIR/results.jsonl and printed as a JSON line.
 
   python -m xlt_jax.align correlate RESULTS.jsonl [...] --task nli [--alignment align_nn_identity] [--out DIR]
       Spearman correlation of the alignment with Δ(BZ−BS) over the derived languages the result files hold
@@ -43,7 +44,8 @@ def correlate_main(argv: list[str]) -> dict:
     parser = argparse.ArgumentParser(prog="python -m xlt_jax.align correlate")
     parser.add_argument("results", nargs="+", help="results.jsonl files (align rows and protocol rows)")
     parser.add_argument("--task", required=True, help="protocol task whose Δ(BZ−BS) is correlated (nli, pos, ...)")
-    parser.add_argument("--alignment", default="align_nn_identity", help="align metric: align_nn_identity|procrustes")
+    parser.add_argument("--alignment", default="align_nn_identity",
+                        help="align row metric: align_nn_identity, align_nn_procrustes, contextual_cka_l<k>, ...")
     parser.add_argument("--out", default=None, help="directory for correlation_<task>.md and .png")
     args = parser.parse_args(argv)
 

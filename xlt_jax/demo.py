@@ -5,8 +5,9 @@
 2. The Deshpande et al. protocol, smoke-sized: pretrain a tiny bilingual (en + derived) and a monolingual
    RoBERTa, fine-tune POS on original and derived data, evaluate BZ / BS / MZ, Tatoeba retrieval and the
    cross-lingual POS table, and print the report rendered from results.jsonl.
-3. With a transliterating transform: the token-embedding alignment of the bilingual model's two vocabulary
-   copies (identity and Procrustes nearest-neighbour accuracy), appended to the same results.jsonl.
+3. Alignment of the bilingual model: token embeddings of its two vocabulary copies (identity and Procrustes
+   nearest-neighbour accuracy; transliterating transforms) and, per layer, retrieval and CKA between held-out
+   sentences and their derived versions, appended to the same results.jsonl.
 
   python -m xlt_jax.demo --workdir runs/demo [--transform translit+inv] [--lang en] [--tasks pos+tatoeba]
 """
@@ -80,11 +81,12 @@ def protocol(lang: str, transform: str, tasks: str, workdir: pathlib.Path):
 def alignment(lang: str, transform: str, workdir: pathlib.Path) -> None:
     from xlt_jax.analysis import runner
 
-    banner("3. alignment of the bilingual model's original and transliterated token embeddings")
+    banner("3. alignment of the bilingual model: token embeddings, and sentences layer by layer")
     arg = f"pretrained={workdir / 'pretrain' / 'bilingual'},model_name=bilingual-{lang}-{transform}"
     config = runpy.run_path(str(CONFIGS / "align.py"))["get_config"](arg)
     for row in runner.run(config, workdir):
-        print(f"{row.metric}: {row.value:.2f}% of {row.n_examples} held-out token pairs")
+        unit = "token pairs" if row.metric.startswith("align_nn") else "sentences"
+        print(f"{row.metric:26s} {row.value:6.2f}  ({row.n_examples} held-out {unit})")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -99,8 +101,7 @@ def main(argv: list[str] | None = None) -> None:
     config = bilingual["get_config"](f"lang={args.lang},transform={args.transform},smoke")
     data_steps(config, workdir / "data_preview")
     protocol(args.lang, args.transform, args.tasks, workdir / "protocol")
-    if "translit" in args.transform:
-        alignment(args.lang, args.transform, workdir / "protocol")
+    alignment(args.lang, args.transform, workdir / "protocol")
     print(f"\noutputs in {workdir} (TensorBoard: tensorboard --logdir {workdir}; "
           f"report: {workdir / 'protocol' / 'report' / 'report.md'})")
 

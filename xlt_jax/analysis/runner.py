@@ -1,7 +1,9 @@
-"""`run(config, workdir)` behind `python -m xlt_jax.align`: embedding alignment of one pretrained model.
+"""`run(config, workdir)` behind `python -m xlt_jax.align`: the alignment figures of one pretrained model.
 
-Only the input embedding table is read from the checkpoint (no model is built); the figures are appended to
-WORKDIR/results.jsonl as task `align` rows, next to the protocol's rows for the correlation with Δ(BZ−BS).
+Token-embedding alignment (REFERENCE_SPEC §6) needs a transliterated vocabulary copy and reads only the
+input embedding table from the checkpoint; the per-layer contextual alignment runs the encoder on held-out
+sentences and their derived versions, for any transformation. Figures are appended to WORKDIR/results.jsonl
+as task `align` rows, next to the protocol's rows for the correlation with Δ(BZ−BS).
 """
 
 from __future__ import annotations
@@ -15,17 +17,19 @@ import ml_collections
 import numpy as np
 
 from xlt_jax import results
-from xlt_jax.analysis import alignment
+from xlt_jax.analysis import alignment, contextual
+from xlt_jax.data import transforms
+from xlt_jax.errors import ConfigError
 from xlt_jax.finetuning import pretrained as pretrained_lib
 
 TASK = "align"
+EMBEDDING_METRICS = ("align_nn_identity", "align_nn_procrustes")
 
 
 def input_embedding(run: pretrained_lib.PretrainedRun) -> np.ndarray:
     """The model's input embedding table [rows, d] as float32, restored alone from the checkpoint."""
     path = pretrained_lib.EMBEDDING_PATHS[run.config.model.name]
-    shapes = pretrained_lib.saved_param_shapes(run.state_dir)
-    shape = shapes
+    shape = pretrained_lib.saved_param_shapes(run.state_dir)
     for key in path:
         shape = shape[key]
     sharding = jax.sharding.SingleDeviceSharding(jax.devices()[0])
@@ -38,38 +42,62 @@ def input_embedding(run: pretrained_lib.PretrainedRun) -> np.ndarray:
     return np.asarray(restored, np.float32)
 
 
-def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> list[results.ResultRow]:
-    """Compute the alignment of `config.pretrained` and append its rows to WORKDIR/results.jsonl."""
-    model = pretrained_lib.load_pretrained(config.pretrained, int(config.step))
+def embedding_rows(
+    config: ml_collections.ConfigDict, model: pretrained_lib.PretrainedRun, workdir: pathlib.Path, row
+) -> list[results.ResultRow]:
     original, derived = alignment.vocabulary_copies(input_embedding(model), model.layout)
-    workdir = pathlib.Path(workdir)
     split_file = workdir / f"align_split_V{model.layout.base_size}_seed{int(config.seed)}.npz"
     split = alignment.split_for(
         split_file, model.layout.base_size, float(config.train_fraction), float(config.valid_fraction),
         int(config.seed),
     )  # fmt: skip
     figures = alignment.align_embeddings(original, derived, split)
-    logging.info("alignment of %s: %s", model.workdir, figures)
+    logging.info("embedding alignment of %s: %s", model.workdir, figures)
     extra = {
         "embedding_distance": figures["embedding_distance"],
         "align_nn_procrustes_train": figures["align_nn_procrustes_train"],
         "n_train_pairs": len(split.train),
         "split_file": str(split_file),
-        "step": model.step,
     }
-    rows = [
-        results.ResultRow(
-            model=config.model_name or model.name, task=TASK, lang=_base_language(model.config),
+    return [row(m, figures[m], len(split.valid), "valid", split.seed, extra) for m in EMBEDDING_METRICS]
+
+
+def contextual_rows(config: ml_collections.ConfigDict, model: pretrained_lib.PretrainedRun, row):
+    c = config.contextual
+    transform = transforms.parse(str(model.config.data.transform), model.tokenizer.layout())
+    figures, extra = contextual.contextual_alignment(
+        model, transform, sentences=int(c.sentences), max_len=int(c.max_len), batch_size=int(c.batch_size),
+        mesh_config=config.mesh, seed=int(c.transform_seed),
+    )  # fmt: skip
+    logging.info("contextual alignment of %s: %s", model.workdir, figures)
+    return [row(name, value, int(extra["sentences"]), "dev", int(c.transform_seed), extra)
+            for name, value in figures.items()]  # fmt: skip
+
+
+def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> list[results.ResultRow]:
+    """Compute the alignment figures of `config.pretrained` and append their rows to WORKDIR/results.jsonl."""
+    model = pretrained_lib.load_pretrained(config.pretrained, int(config.step))
+    workdir = pathlib.Path(workdir)
+    with_embeddings = model.layout.copies >= 2
+    with_contextual = int(config.contextual.sentences) > 0
+    if not with_embeddings and not with_contextual:
+        raise ConfigError(
+            f"{model.workdir} has one vocabulary copy: only transliteration gives the derived language token "
+            "embeddings of its own to align; set contextual.sentences > 0 for the per-layer contextual alignment"
+        )
+    if str(model.config.data.transform) == results.IDENTITY:
+        raise ConfigError(f"{model.workdir} has no derived language (data.transform is 'none'): nothing to align")
+
+    def row(metric, value, n, split, seed, extra) -> results.ResultRow:
+        return results.ResultRow(
+            model=config.model_name or model.name, task=TASK, lang=str(model.config.data.langs).split("+")[0],
             train_transform=results.IDENTITY, eval_transform=str(model.config.data.transform), setting="",
-            metric=metric, value=figures[metric], n_examples=len(split.valid), split="valid",
-            seed=split.seed, checkpoint=str(model.state_dir), extra=extra,
+            metric=metric, value=float(value), n_examples=n, split=split, seed=seed,
+            checkpoint=str(model.state_dir), extra={**extra, "step": model.step},
         )  # fmt: skip
-        for metric in ("align_nn_identity", "align_nn_procrustes")
-    ]
+
+    rows = embedding_rows(config, model, workdir, row) if with_embeddings else []
+    if with_contextual:
+        rows += contextual_rows(config, model, row)
     results.append_rows(workdir, rows)
     return rows
-
-
-def _base_language(config: ml_collections.ConfigDict) -> str:
-    """The natural language of a bilingual run (its first language)."""
-    return str(config.data.langs).split("+")[0]
