@@ -59,3 +59,29 @@ def compile_cache(tmp_path_factory: pytest.TempPathFactory):
     yield
     jax.config.update("jax_compilation_cache_dir", previous)
     compilation_cache.reset_cache()
+
+
+@pytest.fixture(scope="session")
+def pretrain_smoke(tmp_path_factory: pytest.TempPathFactory):
+    """`pretrain_smoke(config_file, arg, steps, **data_overrides) -> workdir`: a tiny pretraining run with a
+    configs/pretrain/ smoke config, one checkpoint at the last step, no held-out evaluation."""
+    import runpy
+
+    from xlt_jax.training import loop
+
+    configs = pathlib.Path(__file__).resolve().parents[1] / "configs" / "pretrain"
+
+    def run(config_file: str, arg: str, steps: int, corpus_source: str | None = None) -> pathlib.Path:
+        config = runpy.run_path(str(configs / config_file))["get_config"](arg)
+        if corpus_source is not None:
+            config.corpus.source = corpus_source
+        config.data.cache_dir = str(tmp_path_factory.mktemp("shards"))
+        config.train.steps = steps
+        config.train.eval_every = 0
+        config.train.checkpoint_every = steps
+        config.train.log_every = steps
+        workdir = tmp_path_factory.mktemp(pathlib.Path(config_file).stem)
+        loop.run(config, workdir)
+        return workdir
+
+    return run

@@ -18,7 +18,6 @@ from xlt_jax import results
 from xlt_jax.analysis import alignment, contextual, runner
 from xlt_jax.data.vocab import VocabLayout
 from xlt_jax.errors import ConfigError, DataFormatError
-from xlt_jax.training import loop
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "configs"
@@ -94,17 +93,9 @@ def test_vocabulary_copies_need_a_transliterated_copy():
 
 
 @pytest.fixture(scope="module")
-def translit_run(data_dir, compile_cache, tmp_path_factory) -> pathlib.Path:
+def translit_run(data_dir, compile_cache, pretrain_smoke) -> pathlib.Path:
     """A tiny bilingual English + transliterated English RoBERTa: the smoke config, 6 steps."""
-    config = get_config(CONFIGS / "pretrain" / "bilingual.py", "lang=en,transform=translit,smoke")
-    config.data.cache_dir = str(tmp_path_factory.mktemp("shards"))
-    config.train.steps = 6
-    config.train.eval_every = 0
-    config.train.checkpoint_every = 6
-    config.train.log_every = 6
-    workdir = tmp_path_factory.mktemp("en_translit")
-    loop.run(config, workdir)
-    return workdir
+    return pretrain_smoke("bilingual.py", "lang=en,transform=translit,smoke", steps=6)
 
 
 def test_align_binary_appends_identity_and_procrustes_rows(translit_run, tmp_path):
@@ -150,7 +141,7 @@ def test_contextual_alignment_of_identical_sentences_is_perfect_at_every_layer(t
     config = get_config(CONFIGS / "align.py", "")
     identity = transforms.parse("none", model.tokenizer.layout())
     figures, extra = contextual.contextual_alignment(
-        model, identity, sentences=40, max_len=32, batch_size=8, mesh_config=config.mesh
+        model, "en", identity, sentences=40, max_len=32, batch_size=8, mesh_config=config.mesh
     )
     assert extra["sentences"] == 40 and len(figures) == 2 * 3
     for name, value in figures.items():

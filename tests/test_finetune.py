@@ -64,18 +64,9 @@ def evaluate(workdir: pathlib.Path, arg: str) -> list[results.ResultRow]:
 
 
 @pytest.fixture(scope="module")
-def pretrained_dir(data_dir, compile_cache, tmp_path_factory) -> pathlib.Path:
+def pretrained_dir(data_dir, compile_cache, pretrain_smoke) -> pathlib.Path:
     """A tiny monolingual English RoBERTa: the pretraining smoke config, 8 steps on UD EWT sentences."""
-    config = get_config(CONFIGS / "pretrain" / "monolingual.py", "smoke")
-    config.corpus.source = "conllu:ud/en_ewt/train.conllu.gz"
-    config.data.cache_dir = str(tmp_path_factory.mktemp("shards"))
-    config.train.steps = 8
-    config.train.eval_every = 0
-    config.train.checkpoint_every = 8
-    config.train.log_every = 8
-    workdir = tmp_path_factory.mktemp("pretrained_en")
-    loop.run(config, workdir)
-    return workdir
+    return pretrain_smoke("monolingual.py", "smoke", steps=8, corpus_source="conllu:ud/en_ewt/train.conllu.gz")
 
 
 @pytest.fixture(scope="module")

@@ -51,6 +51,7 @@ def correlate_main(argv: list[str]) -> dict:
 
     from xlt_jax import results
     from xlt_jax.analysis import correlation
+    from xlt_jax.data.io import atomic_write
     from xlt_jax.errors import XltError
     from xlt_jax.experiments import report
 
@@ -63,9 +64,8 @@ def correlate_main(argv: list[str]) -> dict:
     if args.out:
         out = pathlib.Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
-        report.atomic_write(out / f"correlation_{args.task}.md", table.encode("utf-8"))
-        report.atomic_write(out / f"correlation_{args.task}.png",
-                            report.figure_png(correlation.correlation_figure(found)))  # fmt: skip
+        atomic_write(out / f"correlation_{args.task}.md", table.encode("utf-8"))
+        atomic_write(out / f"correlation_{args.task}.png", report.figure_png(correlation.correlation_figure(found)))
     summary = {
         "task": found.task, "metric": found.metric, "alignment": found.alignment_metric,
         "spearman": found.spearman, "p_value": found.p_value, "n": len(found.points),

@@ -11,12 +11,14 @@ seed and is kept in an index file, so reruns and other models use the same pairs
 from __future__ import annotations
 
 import dataclasses
+import io
 import os
 import pathlib
 
 import numpy as np
 import scipy.linalg
 
+from xlt_jax.data.io import atomic_write
 from xlt_jax.data.vocab import VocabLayout
 from xlt_jax.errors import ConfigError, DataFormatError
 
@@ -50,12 +52,11 @@ def split_pairs(vocab_size: int, train_fraction: float, valid_fraction: float, s
 
 
 def save_split(split: PairSplit, path: str | os.PathLike) -> None:
-    """Write the split atomically (temporary file, then rename)."""
-    path = pathlib.Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp.npz")
-    np.savez(tmp, train=split.train, valid=split.valid, vocab_size=split.vocab_size, seed=split.seed)
-    os.replace(tmp, path)
+    """Write the split atomically: a reader sees no file or the whole file."""
+    buffer = io.BytesIO()
+    np.savez(buffer, train=split.train, valid=split.valid, vocab_size=split.vocab_size, seed=split.seed)
+    pathlib.Path(path).parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, buffer.getvalue())
 
 
 def load_split(path: str | os.PathLike) -> PairSplit:

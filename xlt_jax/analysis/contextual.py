@@ -95,6 +95,7 @@ def layer_figures(original: np.ndarray, derived: np.ndarray) -> dict[str, float]
 
 def contextual_alignment(
     model: PretrainedRun,
+    lang: str,
     transform,
     *,
     sentences: int,
@@ -103,8 +104,7 @@ def contextual_alignment(
     mesh_config: ml_collections.ConfigDict,
     seed: int = 0,
 ) -> tuple[dict[str, float], dict[str, object]]:
-    """Per-layer figures for `sentences` held-out sentences of the run's language, and what they were run on."""
-    lang = str(model.config.data.langs).split("+")[0]
+    """Per-layer figures for `sentences` held-out sentences of `lang`, and what they were run on."""
     texts, path = held_out_sentences(lang, sentences)
     max_len = min(max_len, int(model.model_config.max_len))  # longer sentences are cut, as for Tatoeba
     common = dict(max_len=max_len, seed=seed, bucket=retrieval.DEFAULT_BUCKET)

@@ -28,18 +28,20 @@ EMBEDDING_METRICS = ("align_nn_identity", "align_nn_procrustes")
 
 def input_embedding(run: pretrained_lib.PretrainedRun) -> np.ndarray:
     """The model's input embedding table [rows, d] as float32, restored alone from the checkpoint."""
-    path = pretrained_lib.EMBEDDING_PATHS[run.config.model.name]
-    shape = pretrained_lib.saved_param_shapes(run.state_dir)
-    for key in path:
-        shape = shape[key]
+    *parents, name = pretrained_lib.EMBEDDING_PATHS[run.config.model.name]
+    shapes = pretrained_lib.saved_param_shapes(run.state_dir)
     sharding = jax.sharding.SingleDeviceSharding(jax.devices()[0])
-    target: dict = jax.ShapeDtypeStruct(tuple(shape), np.float32, sharding=sharding)
-    for key in reversed(path):
+    target = {name: jax.ShapeDtypeStruct(tuple(_at(shapes, parents)[name]), np.float32, sharding=sharding)}
+    for key in reversed(parents):
         target = {key: target}
     restored = pretrained_lib.restore_params(run.state_dir, target)
+    return np.asarray(_at(restored, parents)[name], np.float32)
+
+
+def _at(tree: dict, path: list[str]) -> dict:
     for key in path:
-        restored = restored[key]
-    return np.asarray(restored, np.float32)
+        tree = tree[key]
+    return tree
 
 
 def embedding_rows(
@@ -62,11 +64,11 @@ def embedding_rows(
     return [row(m, figures[m], len(split.valid), "valid", split.seed, extra) for m in EMBEDDING_METRICS]
 
 
-def contextual_rows(config: ml_collections.ConfigDict, model: pretrained_lib.PretrainedRun, row):
+def contextual_rows(config: ml_collections.ConfigDict, model: pretrained_lib.PretrainedRun, lang: str, row):
     c = config.contextual
     transform = transforms.parse(str(model.config.data.transform), model.tokenizer.layout())
     figures, extra = contextual.contextual_alignment(
-        model, transform, sentences=int(c.sentences), max_len=int(c.max_len), batch_size=int(c.batch_size),
+        model, lang, transform, sentences=int(c.sentences), max_len=int(c.max_len), batch_size=int(c.batch_size),
         mesh_config=config.mesh, seed=int(c.transform_seed),
     )  # fmt: skip
     logging.info("contextual alignment of %s: %s", model.workdir, figures)
@@ -85,12 +87,13 @@ def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> list[r
             f"{model.workdir} has one vocabulary copy: only transliteration gives the derived language token "
             "embeddings of its own to align; set contextual.sentences > 0 for the per-layer contextual alignment"
         )
+    lang = str(model.config.data.langs).split("+")[0]  # a bilingual run: its natural language comes first
     if str(model.config.data.transform) == results.IDENTITY:
         raise ConfigError(f"{model.workdir} has no derived language (data.transform is 'none'): nothing to align")
 
     def row(metric, value, n, split, seed, extra) -> results.ResultRow:
         return results.ResultRow(
-            model=config.model_name or model.name, task=TASK, lang=str(model.config.data.langs).split("+")[0],
+            model=config.model_name or model.name, task=TASK, lang=lang,
             train_transform=results.IDENTITY, eval_transform=str(model.config.data.transform), setting="",
             metric=metric, value=float(value), n_examples=n, split=split, seed=seed,
             checkpoint=str(model.state_dir), extra={**extra, "step": model.step},
@@ -98,6 +101,6 @@ def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> list[r
 
     rows = embedding_rows(config, model, workdir, row) if with_embeddings else []
     if with_contextual:
-        rows += contextual_rows(config, model, row)
+        rows += contextual_rows(config, model, lang, row)
     results.append_rows(workdir, rows)
     return rows

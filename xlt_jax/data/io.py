@@ -1,10 +1,12 @@
-"""Line-oriented reading of (gzipped) UTF-8 files, with errors that name file and line."""
+"""Line-oriented reading of (gzipped) UTF-8 files, with errors that name file and line; atomic file writes."""
 
 from __future__ import annotations
 
 import gzip
 import io
 import os
+import pathlib
+import secrets
 import zlib
 from collections.abc import Iterator
 
@@ -57,3 +59,20 @@ def open_lines(path: str | os.PathLike) -> Iterator[tuple[int, str]]:
 def read_text(path: str | os.PathLike) -> str:
     """Whole file as one string (gzip-aware), with the same error reporting as `open_lines`."""
     return "\n".join(line for _, line in open_lines(path))
+
+
+def atomic_write(path: str | os.PathLike, data: bytes) -> None:
+    """Write to a temporary file next to `path`, fsync, then rename: readers see the old or the new file."""
+    path = pathlib.Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # 0o666 & ~umask, unlike mkstemp's 0o600
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise

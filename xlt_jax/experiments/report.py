@@ -20,7 +20,6 @@ import dataclasses
 import io
 import os
 import pathlib
-import secrets
 import sys
 from collections.abc import Iterable, Sequence
 
@@ -29,6 +28,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from xlt_jax import results
+from xlt_jax.data.io import atomic_write
 from xlt_jax.errors import ConfigError, XltError
 from xlt_jax.results import CrossLingualEntry, ProtocolEntry, ResultRow
 
@@ -250,22 +250,6 @@ def render(rows: Sequence[ResultRow], *, title: str, source: str = "en") -> tupl
     ]
     lines += crosslingual_markdown(results.crosslingual_table(rows, source=source), source)
     return "\n".join(lines) + "\n", figures
-
-
-def atomic_write(path: pathlib.Path, data: bytes) -> None:
-    """Write to a temporary file next to `path`, fsync, then rename: readers see the old or the new file."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # 0o666 & ~umask, unlike mkstemp's 0o600
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def parse_selection(pairs: Sequence[str]) -> dict[str, str]:
