@@ -254,6 +254,32 @@ def test_remat_gives_same_loss_and_grads(roberta):
     assert "remat" in str(jaxpr)
 
 
+def test_gathered_predictions_give_the_full_projection_loss_and_grads(roberta):
+    """Projecting only the predicted rows (mlm_positions) is the same objective as projecting every position,
+    with dropout on (same key) and with padded prediction slots."""
+    dense = mlm_batch(seed=3, batch=2, length=12)
+    loss_mask = np.asarray(dense["loss_mask"])
+    slots = 8
+    positions = np.zeros((2, slots), np.int32)
+    weights = np.zeros((2, slots), np.float32)
+    for row in range(2):
+        where = np.flatnonzero(loss_mask[row])
+        positions[row, : len(where)], weights[row, : len(where)] = where, 1.0
+    assert 0 < weights.sum(1).min() < slots  # real padding slots in the gathered batch
+    gathered = {k: v for k, v in dense.items() if k not in ("targets", "loss_mask")}
+    gathered |= {
+        "mlm_positions": jnp.asarray(positions),
+        "mlm_targets": jnp.asarray(np.take_along_axis(np.asarray(dense["targets"]), positions, 1) * (weights > 0)),
+        "mlm_weights": jnp.asarray(weights),
+    }
+    key = jax.random.key(11)
+    loss_d, sums_d, grads_d = loss_and_grads(roberta, dense, key)
+    loss_g, sums_g, grads_g = loss_and_grads(roberta, gathered, key)
+    np.testing.assert_allclose(loss_g, loss_d, rtol=1e-6)
+    assert_trees_close(sums_g, sums_d, atol=1e-5)
+    assert_trees_close(nnx.to_pure_dict(grads_g), nnx.to_pure_dict(grads_d), atol=1e-6)
+
+
 def test_transfer_weights_round_trips(roberta, roberta_loop):
     back = build("roberta", seed=9)
     transfer_weights(roberta_loop, back)
@@ -502,9 +528,20 @@ def test_analytic_flops_match_cost_analysis_of_unrolled_model(name):
                      decoder_input_ids=ones(2, target_len), decoder_targets=ones(2, target_len),
                      decoder_loss_mask=jnp.ones((2, target_len)), lang_id=ones(2))
 
-    def grads(params, rest):
-        return jax.grad(lambda p: nnx.merge(graphdef, p, rest).loss(batch, deterministic=True)[0])(params)
+    def measured_flops(batch):
+        def grads(params, rest):
+            return jax.grad(lambda p: nnx.merge(graphdef, p, rest).loss(batch, deterministic=True)[0])(params)
 
-    measured = jax.jit(grads).lower(params, rest).cost_analysis()["flops"]
+        return jax.jit(grads).lower(params, rest).cost_analysis()["flops"]
+
+    measured = measured_flops(batch)
     analytic = batch_size * flops_per_example(config, vocab, length, target_len)
     assert abs(measured / analytic - 1) < 0.06, (measured, analytic)
+    if name == "roberta":  # the same with the head on 16 gathered rows per sequence
+        predicted = 16
+        batch = dict(input_ids=ones(2, length), attention_mask=ones(2, length), lang_id=ones(2),
+                     mlm_positions=ones(2, predicted), mlm_targets=ones(2, predicted),
+                     mlm_weights=jnp.ones((2, predicted)))
+        measured = measured_flops(batch)
+        analytic = batch_size * flops_per_example(config, vocab, length, predicted=predicted)
+        assert abs(measured / analytic - 1) < 0.06, (measured, analytic)

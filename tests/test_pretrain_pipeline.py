@@ -164,6 +164,58 @@ def test_mlm_statistics_on_a_large_batch(packed, tokenizer):
     assert (redraw["loss_mask"] != sub["loss_mask"]).any()
 
 
+def test_gathered_predictions_are_the_dense_selection(packed, tokenizer):
+    """With P slots per row the batch holds exactly the dense selection (same inputs, targets, weights)."""
+    from scipy import stats
+
+    layout = tokenizer.layout()
+    ids = packed[:256].copy()
+    ids[::4, -30:] = SPECIALS.pad
+    rows = np.arange(len(ids))
+    dense = mlm.mask_tokens(ids, layout=layout, seed=5, example_ids=rows, draws=np.zeros(len(ids)))
+    p = mlm.auto_max_predictions(ids.shape[1], 0.15)
+    length = ids.shape[1]
+    assert p % 8 == 0 and stats.binom.sf(p, length, 0.15) < 1e-5 <= stats.binom.sf(p - 8, length, 0.15)
+    gathered = mlm.mask_tokens(
+        ids, layout=layout, seed=5, example_ids=rows, draws=np.zeros(len(ids)), max_predictions=p
+    )
+    assert "targets" not in gathered and gathered["mlm_positions"].shape == (len(ids), p)
+    np.testing.assert_array_equal(gathered["input_ids"], dense["input_ids"])
+    targets, weights = mlm.dense_targets(gathered)
+    np.testing.assert_array_equal(targets, dense["targets"])
+    np.testing.assert_array_equal(weights, dense["loss_mask"])
+    assert not gathered["mlm_overflow"].any()
+    positions = gathered["mlm_positions"]
+    valid = gathered["mlm_weights"] > 0
+    assert (np.diff(positions, axis=1)[valid[:, 1:]] > 0).all()  # ascending positions
+    assert (np.diff(valid.astype(int), axis=1) <= 0).all()  # padding slots last
+    np.testing.assert_array_equal(gathered["mlm_targets"][valid], np.take_along_axis(ids, positions, 1)[valid])
+
+
+def test_gathered_predictions_cap_overflowing_rows(packed, tokenizer):
+    """Rows selecting more than P keep a random P of their positions; the rest are neither masked nor
+    predicted, and the dropped count is reported."""
+    layout = tokenizer.layout()
+    ids = packed[:64]
+    rows = np.arange(len(ids))
+    dense = mlm.mask_tokens(ids, layout=layout, seed=2, example_ids=rows, draws=np.zeros(len(ids)))
+    capped = mlm.mask_tokens(
+        ids, layout=layout, seed=2, example_ids=rows, draws=np.zeros(len(ids)), max_predictions=8
+    )
+    _, kept = mlm.dense_targets(capped)
+    selected = dense["loss_mask"] > 0
+    np.testing.assert_array_equal(kept.sum(1), np.minimum(selected.sum(1), 8))
+    np.testing.assert_array_equal(capped["mlm_overflow"], selected.sum(1) - kept.sum(1))
+    assert capped["mlm_overflow"].sum() > 100
+    assert not (kept.astype(bool) & ~selected).any()
+    dropped = selected & ~kept.astype(bool)
+    np.testing.assert_array_equal(capped["input_ids"][dropped], ids[dropped])  # unmasked, as in the input
+    np.testing.assert_array_equal(capped["input_ids"][kept > 0], dense["input_ids"][kept > 0])
+    # Not simply the first 8 selected positions of each row.
+    first8 = np.cumsum(selected, axis=1) <= 8
+    assert ((selected & first8) != kept.astype(bool)).any()
+
+
 @pytest.mark.parametrize("mode", mlm.REPLACEMENT_MODES)
 def test_mlm_random_replacements_in_configured_range(packed, tokenizer, mode):
     layout = tokenizer.layout(copies=2)
@@ -252,7 +304,8 @@ def test_span_corruption_invariants(packed, tokenizer):
 
 def uncorrupted(batch):
     """The MLM input sequence before masking (targets where predicted)."""
-    return np.where(batch["loss_mask"] > 0, batch["targets"], batch["input_ids"])
+    targets, loss_mask = mlm.dense_targets(batch)
+    return np.where(loss_mask > 0, targets, batch["input_ids"])
 
 
 @pytest.mark.parametrize("spec", ["inv", "translit+perm"])
@@ -286,7 +339,7 @@ def test_bilingual_is_half_derived_and_derived_is_the_transformed_original(texts
     assert (epochs[0] != epochs[1]).mean() > 0.9
     np.testing.assert_array_equal(draw, np.repeat([0, 1], 2 * n))
     again = data.build_rows(source[:4], block[:4], np.ones(4, np.int64))
-    assert (again["loss_mask"] != batches[0]["loss_mask"][:4]).any()
+    assert (mlm.dense_targets(again)[1] != mlm.dense_targets(batches[0])[1][:4]).any()
 
 
 def test_word_level_derived_corpus_from_outside(texts, tokenizer, cache_dir):
@@ -428,7 +481,7 @@ def test_held_out_split(texts, tokenizer, cache_dir):
     lang = np.concatenate([b["lang_id"] for b in batches])
     real = np.concatenate([b["attention_mask"].any(1) for b in batches])
     assert real.sum() == 2 * num_eval and (lang[real] == np.tile([0, 1], num_eval)).all()  # interleaved
-    assert not np.concatenate([b["loss_mask"] for b in batches])[~real].any()
+    assert not np.concatenate([mlm.dense_targets(b)[1] for b in batches])[~real].any()
     first_eval = packing.gather_blocks(
         src.corpus, src.starts[src.num_train : src.num_train + 1], data.block_len
     )
@@ -461,7 +514,7 @@ def test_monolingual_derived_replace_mode_uses_its_own_vocabulary(texts, tokeniz
     assert not batch["lang_id"].any()
     ids = uncorrupted(batch)
     assert ((ids >= V) | np.isin(ids, [SPECIALS.bos, SPECIALS.eos])).all()
-    replaced = batch["input_ids"][(batch["loss_mask"] > 0) & (batch["input_ids"] != ids)]
+    replaced = batch["input_ids"][(mlm.dense_targets(batch)[1] > 0) & (batch["input_ids"] != ids)]
     replaced = replaced[replaced != SPECIALS.mask]
     assert len(replaced) and (replaced >= V).all() and (replaced < 2 * V).all()
 

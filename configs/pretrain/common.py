@@ -34,6 +34,9 @@ def data_block(mode: str, langs: str, transform: str, objective: str, alpha: flo
         mask_rate=0.8,  # of those: replaced by <mask>
         random_rate=0.1,  # ... by a random id (the rest stay unchanged)
         random_replacement="original_vocab",  # original_vocab (reference) | same_language
+        # MLM positions projected onto the vocabulary per sequence (Google BERT's max_predictions_per_seq):
+        # -1 = sized from mlm_probability (overflow < 1e-5 of sequences, counted), 0 = all positions (HF).
+        max_predictions_per_seq=-1,
         noise_density=0.15,  # span corruption: share of noise tokens
         mean_noise_span_length=3.0,  # span corruption: mean span length
         num_sentinels=100,  # span corruption: sentinel ids above the (copied) vocabulary
@@ -130,6 +133,7 @@ def pretrain_config(
         checkpoint_every=5_000,  # Orbax checkpoint (model, optimizer, RNG, data iterator)
         max_to_keep=3,  # checkpoints kept
         async_checkpointing=True,  # write checkpoints in the background
+        prefetch_batches=2,  # input batches built ahead in a background thread (the wait is logged)
     ))
 
     c.mesh = mesh_block()

@@ -87,10 +87,15 @@ def count_params(model: nnx.Module) -> int:
 
 
 def flops_per_example(
-    config: ml_collections.ConfigDict, vocab_size: int, seq_len: int, target_len: int = 0
+    config: ml_collections.ConfigDict,
+    vocab_size: int,
+    seq_len: int,
+    target_len: int = 0,
+    predicted: int | None = None,
 ) -> float:
     """Analytic training FLOPs (forward + backward) for one example; see each model's
-    `training_flops_per_sequence`. Use this, not `cost_analysis`, which counts a scanned layer body once."""
+    `training_flops_per_sequence` (`predicted`: MLM rows projected, None = all). Use this, not
+    `cost_analysis`, which counts a scanned layer body once."""
     spec = resolve_model_config(_model_block(config), vocab_size)
     if spec.name == "t5":
         from xlt_jax.models.t5 import training_flops_per_sequence
@@ -98,7 +103,7 @@ def flops_per_example(
         return training_flops_per_sequence(spec, seq_len, target_len)
     from xlt_jax.models.roberta import training_flops_per_sequence
 
-    return training_flops_per_sequence(spec, seq_len)
+    return training_flops_per_sequence(spec, seq_len, predicted)
 
 
 def flops_per_token(

@@ -79,8 +79,12 @@ class RobertaEmbeddings(nnx.Module):
     ) -> jax.Array:
         if input_ids.shape[-1] > self.max_len:
             raise ValueError(f"input length {input_ids.shape[-1]} exceeds model.max_len={self.max_len}")
+        words = self.word_embeddings(input_ids)
+        # As torch's `nn.Embedding(padding_idx=pad)` in the reference: a `<pad>` lookup passes no gradient to
+        # the pad row (an MLM random replacement may draw `<pad>`); the tied decoder still trains that row.
+        words = jnp.where((input_ids == PAD_ID)[..., None], jax.lax.stop_gradient(words), words)
         x = (
-            self.word_embeddings(input_ids)
+            words
             + self.position_embeddings(position_ids(attention_mask))
             + self.token_type_embeddings.embedding[...][0].astype(self.word_embeddings.dtype)
         )
@@ -168,22 +172,36 @@ class Roberta(nnx.Module):
     def loss(
         self, batch: dict[str, jax.Array], *, deterministic: bool, dropout_rng: jax.Array | None = None
     ) -> tuple[jax.Array, dict[str, jax.Array]]:
-        """Mean MLM cross-entropy over `loss_mask` positions and the metric sums (see losses.py)."""
-        logits = self(batch["input_ids"], batch["attention_mask"], deterministic=deterministic, dropout_rng=dropout_rng)
-        return token_cross_entropy(
-            logits, batch["targets"], batch["loss_mask"], batch["lang_id"], num_langs=self.spec.num_langs
+        """Mean MLM cross-entropy over the predicted positions and the metric sums (see losses.py).
+
+        A batch with `mlm_positions` [B, P] (data.max_predictions_per_seq) projects only those rows onto the
+        vocabulary; one with dense `targets`/`loss_mask` [B, L] projects every position, as Hugging Face does.
+        Both give the same loss.
+        """
+        h = self.encode(
+            batch["input_ids"], batch["attention_mask"], deterministic=deterministic, dropout_rng=dropout_rng
         )
+        if "mlm_positions" in batch:
+            h = jnp.take_along_axis(h, batch["mlm_positions"][..., None], axis=1)
+            h = constrain(h, ("batch", "length", "embed"))
+            targets, weights = batch["mlm_targets"], batch["mlm_weights"]
+        else:
+            targets, weights = batch["targets"], batch["loss_mask"]
+        logits = self.lm_head(h, self.embeddings.word_embeddings)
+        return token_cross_entropy(logits, targets, weights, batch["lang_id"], num_langs=self.spec.num_langs)
 
 
-def training_flops_per_sequence(spec: ModelSpec, seq_len: int) -> float:
+def training_flops_per_sequence(spec: ModelSpec, seq_len: int, predicted: int | None = None) -> float:
     """Analytic FLOPs of one training step (forward + backward) on one sequence of `seq_len` tokens.
 
     6 × multiply-adds per token (2 per MAC, ×3 for forward + backward) of every matmul: per layer the four
-    attention projections (4·d·inner) and the FFN (2·d·mlp), plus the MLM head's dense (d²) and the tied
-    decoder (d·V, over all positions, as computed); plus the attention products QKᵀ and PV
-    (2·seq_len·inner per token per layer). Embedding gathers, biases, norms and softmax are not counted.
+    attention projections (4·d·inner) and the FFN (2·d·mlp), plus the attention products QKᵀ and PV
+    (2·seq_len·inner per token per layer); the MLM head (dense d² and the tied decoder d·V) on the `predicted`
+    rows the model projects (data.max_predictions_per_seq; None = every position, as Hugging Face does).
+    Embedding gathers, biases, norms and softmax are not counted.
     """
     d, inner = spec.hidden, spec.heads * spec.head_dim
-    matmul_macs = spec.num_layers * (4 * d * inner + 2 * d * spec.mlp) + d * d + d * spec.vocab_size
-    attention_macs = spec.num_layers * 2 * seq_len * inner
-    return 6.0 * seq_len * (matmul_macs + attention_macs)
+    encoder_macs = spec.num_layers * (4 * d * inner + 2 * d * spec.mlp + 2 * seq_len * inner)
+    head_macs = d * d + d * spec.vocab_size
+    head_rows = seq_len if predicted is None else predicted
+    return 6.0 * (seq_len * encoder_macs + head_rows * head_macs)

@@ -67,6 +67,7 @@ def default_config() -> ml_collections.ConfigDict:
             mask_rate=0.8,
             random_rate=0.1,
             random_replacement="original_vocab",  # original_vocab (reference) | same_language
+            max_predictions_per_seq=-1,  # MLM rows projected onto the vocabulary: -1 auto, 0 all positions
             noise_density=0.15,
             mean_noise_span_length=3.0,
             num_sentinels=100,  # span objective: sentinel ids above the (copied) vocabulary
@@ -243,6 +244,7 @@ class _Settings:
     eval_batch_size: int
     objective: str
     mlm: mlm.MLMConfig
+    max_predictions: int  # 0 = dense targets (every position projected)
     noise_density: float
     mean_noise_span_length: float
     num_sentinels: int
@@ -279,6 +281,7 @@ class _Settings:
             mlm=mlm.MLMConfig(
                 float(c.mlm_probability), float(c.mask_rate), float(c.random_rate), str(c.random_replacement)
             ),
+            max_predictions=_max_predictions(int(c.max_predictions_per_seq), int(c.seq_len), float(c.mlm_probability)),
             noise_density=float(c.noise_density),
             mean_noise_span_length=float(c.mean_noise_span_length),
             num_sentinels=int(c.num_sentinels),
@@ -287,6 +290,15 @@ class _Settings:
             seed=int(c.seed),
             cache_dir=str(c.cache_dir),
         )
+
+
+def _max_predictions(value: int, seq_len: int, probability: float) -> int:
+    """`data.max_predictions_per_seq` resolved: -1 = sized from the mask rate, 0 = off, else as given."""
+    if value == -1:
+        return mlm.auto_max_predictions(seq_len, probability)
+    if value < 0:
+        raise ConfigError(f"data.max_predictions_per_seq={value}: use -1 (auto), 0 (all positions) or a count")
+    return min(value, seq_len)
 
 
 class PretrainData:
@@ -345,6 +357,7 @@ class PretrainData:
             "mode": self.settings.mode,
             "objective": self.settings.objective,
             "block_len": self.block_len,
+            "max_predictions_per_seq": self.settings.max_predictions if self.settings.objective == "mlm" else None,
             "vocab_size": self.vocab_size,
             "sources": [
                 {
@@ -391,6 +404,7 @@ class PretrainData:
                 draws=draw,
                 config=s.mlm,
                 vocab_copy=np.where(valid, copies[source], 0),
+                max_predictions=s.max_predictions,
             )
         else:
             batch = span_corruption.span_corrupt(
