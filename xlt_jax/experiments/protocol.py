@@ -61,7 +61,7 @@ TREE_SOURCES = {"pos": "ud"}
 # Leaf config keys that do not change what a run computes: editing them never makes a finished step stale.
 NON_SEMANTIC_KEYS = frozenset({
     "log_every", "checkpoint_every", "max_to_keep", "async_checkpointing", "eval_every", "eval_max_batches",
-    "cache_dir", "mesh", "distributed", "batch_size",
+    "cache_dir", "mesh", "distributed", "batch_size", "prefetch_batches",
 })
 # Candidate languages probed for "every language the data offers" (XTREME's XNLI, XQuAD and Tatoeba lists).
 CANDIDATE_LANGS = tuple(sorted(set(sources.XNLI_LANGS) | set(sources.XQUAD_LANGS) | set(sources.TATOEBA_CODES)))

@@ -34,7 +34,7 @@ import numpy as np
 from xlt_jax.data.pretrain import pipeline
 from xlt_jax.errors import ConfigError, TrainingDiverged
 from xlt_jax.models import build_model
-from xlt_jax.training import checkpointing, distributed, inputs, optimizer, partitioning, steps
+from xlt_jax.training import checkpointing, distributed, inputs, optimizer, partitioning, prefetch, steps
 from xlt_jax.training import state as state_lib
 from xlt_jax.training.writers import MetricWriter
 
@@ -167,6 +167,10 @@ def summarize(
     if steps and "loss" in sums:
         out[f"{prefix}/loss"] = float(sums["loss"]) / steps
         out[f"{prefix}/grad_norm"] = float(sums["grad_norm"]) / steps
+    if "mlm_overflow" in sums:  # predictions dropped by data.max_predictions_per_seq (should stay ~0)
+        out[f"{prefix}/mlm_overflow"] = float(sums["mlm_overflow"])
+    if steps and "input_wait_s" in sums:  # time a step waited for its batch (the host starving the devices)
+        out[f"{prefix}/input_wait_s"] = float(sums["input_wait_s"]) / steps
     elif weight > 0:
         out[f"{prefix}/loss"] = out[f"{prefix}/token_loss"]
     if last and "learning_rate" in last:
@@ -198,7 +202,8 @@ def progress_line(step: int, total: int, scalars: Mapping[str, float], step_time
     return (
         f"step {step}/{total} ({100.0 * step / total:.1f}%) | loss {scalars.get('train/loss', math.nan):.4f} "
         f"acc {scalars.get('train/accuracy', math.nan):.4f} | lr {scalars.get('train/learning_rate', 0.0):.3e} | "
-        f"{step_time:.3f} s/step {tokens_per_s:,.0f} tok/s | ETA {eta}"
+        f"{step_time:.3f} s/step {tokens_per_s:,.0f} tok/s | input wait "
+        f"{1000 * scalars.get('train/input_wait_s', 0.0):.1f} ms/step | ETA {eta}"
     )
 
 
@@ -277,6 +282,7 @@ class _Trainer:
         for batch in batches:
             if max_batches is not None and count >= max_batches:
                 break
+            batch.pop("mlm_overflow", None)
             sums = jax.device_get(self.eval_step(self.state.params, partitioning.global_batch(batch, self.mesh)))
             for key, value in sums.items():
                 totals[key] = totals.get(key, 0.0) + np.asarray(value, np.float64)
@@ -287,8 +293,8 @@ class _Trainer:
         logging.info("evaluation at step %d on %d held-out batches in %.1f s", step, count, time.perf_counter() - t0)
         return scalars
 
-    def save(self, step: int) -> None:
-        self.checkpointer.save(step, self.state, self.train_iter.get_state())
+    def save(self, step: int, data_state: Mapping[str, Any]) -> None:
+        self.checkpointer.save(step, self.state, data_state)
 
     def compile(self, batch: Mapping[str, jax.Array]) -> None:
         t0 = time.perf_counter()
@@ -307,6 +313,14 @@ class _Trainer:
         meter.reset()
 
     # -- the loop ----------------------------------------------------------------------------------
+    def _prepare_batch(self, local: dict[str, np.ndarray]) -> tuple[dict[str, jax.Array], dict[str, Any]]:
+        """In the prefetch thread: host-only figures out of the batch, the rest onto the devices."""
+        overflow = local.pop("mlm_overflow", None)
+        figures: dict[str, Any] = {"tokens_per_example": _tokens_per_example(local), "metrics": {}}
+        if overflow is not None:  # this host's rows only (not summed over hosts)
+            figures["metrics"]["mlm_overflow"] = np.sum(overflow, dtype=np.float64)
+        return partitioning.global_batch(local, self.mesh), figures
+
     def run(self, stop_after: int | None) -> RunResult:
         cfg = self.config.train
         start = int(jax.device_get(self.state.step))
@@ -332,35 +346,38 @@ class _Trainer:
 
         if start >= end:
             logging.info("nothing to do: step %d >= %d", start, end)
-        with partitioning.sharding_context(self.mesh, self.rules):
-            for step in range(start + 1, end + 1):
-                local = next(self.train_iter)
-                batch = partitioning.global_batch(local, self.mesh)
-                if step == start + 1:
-                    tokens_per_step = _tokens_per_example(local) * int(self.config.data.global_batch_size)
-                    self.compile(batch)
-                    interval_start = time.perf_counter()
-                self.state, metrics = self.train_step(self.state, batch)
-                settle()  # the previous step's metrics, while this one runs
-                pending = (step, metrics)
-                is_last = step == end
-                log_now = step % int(cfg.log_every) == 0 or is_last
-                eval_now = cfg.eval_every > 0 and (step % int(cfg.eval_every) == 0 or step == self.total_steps)
-                save_now = step % int(cfg.checkpoint_every) == 0 or step == self.total_steps
-                if log_now or eval_now or save_now:
-                    settle()
-                if log_now and meter.count:
-                    self.log_interval(step, meter, time.perf_counter() - interval_start - paused, tokens_per_step)
-                    interval_start, paused = time.perf_counter(), 0.0
-                t0 = time.perf_counter()
-                if save_now:
-                    self.save(step)
-                if eval_now:
-                    evals.append({"step": step, **self.evaluate(step)})
-                paused += time.perf_counter() - t0
-            settle()
+            return RunResult(start, start, history, evals, self.workdir)
+        inputs_ahead = prefetch.Prefetcher(self.train_iter, self._prepare_batch, depth=int(cfg.prefetch_batches))
+        try:
+            with partitioning.sharding_context(self.mesh, self.rules):
+                for step in range(start + 1, end + 1):
+                    (batch, host_figures), data_state, wait = next(inputs_ahead)
+                    if step == start + 1:
+                        tokens_per_step = host_figures["tokens_per_example"] * int(self.config.data.global_batch_size)
+                        self.compile(batch)
+                        interval_start, wait = time.perf_counter(), 0.0
+                    self.state, metrics = self.train_step(self.state, batch)
+                    settle()  # the previous step's metrics, while this one runs
+                    pending = (step, {**metrics, **host_figures["metrics"], "input_wait_s": wait})
+                    log_now = step % int(cfg.log_every) == 0 or step == end
+                    eval_now = cfg.eval_every > 0 and (step % int(cfg.eval_every) == 0 or step == self.total_steps)
+                    save_now = step % int(cfg.checkpoint_every) == 0 or step == self.total_steps
+                    if log_now or eval_now or save_now:
+                        settle()
+                    if log_now and meter.count:
+                        self.log_interval(step, meter, time.perf_counter() - interval_start - paused, tokens_per_step)
+                        interval_start, paused = time.perf_counter(), 0.0
+                    t0 = time.perf_counter()
+                    if save_now:
+                        self.save(step, data_state)
+                    if eval_now:
+                        evals.append({"step": step, **self.evaluate(step)})
+                    paused += time.perf_counter() - t0
+                settle()
+        finally:
+            inputs_ahead.close()
         self.writer.flush()
-        return RunResult(start, max(start, end), history, evals, self.workdir)
+        return RunResult(start, end, history, evals, self.workdir)
 
     def close(self) -> None:
         self.checkpointer.close()
