@@ -1,0 +1,173 @@
+"""`python -m xlt_jax.bench peer`: xlt_jax against Hugging Face PyTorch RoBERTa MLM on identical work (extra `hf`).
+
+For each configuration both frameworks train the same model (built from a config, no download; fp32, dropout
+0.1, AdamW + clipping) on the same MLM batch (15% predicted, the pipeline's masking), in alternating rounds so
+that a change of machine load hits both. The peer runs twice: as Hugging Face ships `RobertaForMaskedLM`
+(every position projected onto the vocabulary) and with its head on the predicted positions only, which is
+what xlt_jax does; the honest comparison is against both. Reported: median tokens/s of each and the ratios,
+plus each framework's fp32 2048³ matmul peak measured in the same run. Ends with one JSON line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import time
+from collections.abc import Callable
+
+import jax
+import ml_collections
+import numpy as np
+
+from xlt_jax.bench.train import OPTIMIZER, RULES, matmul_peak, timed_calls
+from xlt_jax.data.pretrain import mlm
+from xlt_jax.data.vocab import VocabLayout
+from xlt_jax.models import build_model, default_model_config, resolve_model_config
+from xlt_jax.training import optimizer, partitioning, steps
+from xlt_jax.training import state as state_lib
+
+# name -> (preset, overrides, base vocabulary, vocabulary copies, batch, seq_len)
+CONFIGS: dict[str, tuple[str, dict, int, int, int, int]] = {
+    "roberta8_8x128": ("roberta8", {}, 40_000, 1, 8, 128),
+    "roberta8_8x512": ("roberta8", {}, 40_000, 1, 8, 512),
+    "roberta8_translit_8x128": ("roberta8", {}, 40_000, 2, 8, 128),
+    # The CPU-scale experiments' model: 2 layers x 128, V = 2,000 doubled for transliteration, batch 128 x 64.
+    "small_translit_128x64": ("tiny", {"hidden": 128, "heads": 2, "mlp": 512}, 2_000, 2, 128, 64),
+}
+DEFAULT_CONFIGS = ",".join(CONFIGS)
+
+
+def mlm_batch(layout: VocabLayout, batch: int, seq_len: int, max_predictions: int) -> dict[str, np.ndarray]:
+    """A batch of random ids masked by the pipeline's MLM code (speed does not depend on the ids)."""
+    rng = np.random.default_rng(0)
+    ids = rng.integers(5, layout.base_size, size=(batch, seq_len), dtype=np.int32)
+    ids[:, 0], ids[:, -1] = 0, 2
+    out = mlm.mask_tokens(
+        ids, layout=layout, seed=0, example_ids=np.arange(batch), draws=np.zeros(batch), max_predictions=max_predictions
+    )
+    out.pop("mlm_overflow", None)
+    return out | {"lang_id": np.zeros(batch, np.int32)}
+
+
+def model_config(preset: str, overrides: dict, seq_len: int) -> ml_collections.ConfigDict:
+    config = default_model_config("roberta", preset)
+    config.update(dtype="float32", max_len=max(seq_len, 64), scan_layers=True, dropout=0.1, **overrides)
+    return config
+
+
+class _Xlt:
+    def __init__(self, config: ml_collections.ConfigDict, layout: VocabLayout, batch: dict[str, np.ndarray]):
+        device = jax.devices()[0]
+        self.mesh = partitioning.make_mesh(ml_collections.ConfigDict({"shape": (1, 1, 1)}), [device])
+        self.rules = partitioning.logical_rules(RULES)
+        tx = optimizer.make_optimizer(OPTIMIZER, 1000)
+        created = state_lib.create_train_state(
+            lambda rngs: build_model(config, layout.size, rngs=rngs), tx, self.mesh, self.rules, seed=0
+        )
+        self.state = created.state
+        self.initial_params = jax.device_get(created.state.params)
+        self.step = steps.make_train_step(
+            created.model_def, tx, optimizer.learning_rate_schedule(OPTIMIZER, 1000), mesh=self.mesh,
+            state_shardings=created.shardings,
+        )
+        with partitioning.sharding_context(self.mesh, self.rules):
+            self.batch = partitioning.global_batch(batch, self.mesh)
+            t0 = time.perf_counter()
+            self.step.lower(self.state, self.batch).compile()
+            self.compile_s = time.perf_counter() - t0
+
+    def __call__(self) -> None:
+        with partitioning.sharding_context(self.mesh, self.rules):
+            self.state, metrics = self.step(self.state, self.batch)
+            jax.block_until_ready(metrics["loss"])
+
+
+def torch_matmul_peak(n: int = 2048, repeats: int = 4) -> float:
+    import torch
+
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    torch.mm(a, b)
+    return 2.0 * n**3 / min(timed_calls(lambda: torch.mm(a, b), repeats))
+
+
+def bench_config(name: str, args: argparse.Namespace) -> dict:
+    from xlt_jax.interop.torch_peer import TorchMlmPeer
+
+    preset, overrides, base, copies, batch_size, seq_len = CONFIGS[name]
+    layout = VocabLayout(base, copies=copies)
+    config = model_config(preset, overrides, seq_len)
+    spec = resolve_model_config(config, layout.size)
+    p = mlm.auto_max_predictions(seq_len, 0.15)
+    batch = mlm_batch(layout, batch_size, seq_len, p)
+    ours = _Xlt(config, layout, batch)
+    peers = {
+        "hf": TorchMlmPeer(spec, OPTIMIZER, 1000, params=ours.initial_params, threads=args.threads),
+        "hf_masked": TorchMlmPeer(
+            spec, OPTIMIZER, 1000, params=ours.initial_params, masked_only=True, threads=args.threads
+        ),
+    }
+    runners: dict[str, Callable[[], object]] = {"xlt_jax": ours}
+    runners |= {key: (lambda peer=peer: peer.train_step(batch)) for key, peer in peers.items()}
+    for run in runners.values():
+        timed_calls(run, args.warmup)
+    times: dict[str, list[float]] = {key: [] for key in runners}
+    for _ in range(args.rounds):  # alternate, so load changes hit every framework alike
+        for key, run in runners.items():
+            times[key].extend(timed_calls(run, args.steps))
+    tokens = batch_size * seq_len
+    tps = {key: tokens / statistics.median(t) for key, t in times.items()}
+    return {
+        "model": f"{preset} {spec.num_layers}x{spec.hidden}, heads {spec.heads}, mlp {spec.mlp}",
+        "vocab": layout.size,
+        "batch": batch_size,
+        "seq_len": seq_len,
+        "max_predictions_per_seq": p,
+        "compile_s": round(ours.compile_s, 2),
+        "tokens_per_s": round(tps["xlt_jax"], 1),
+        "hf_tokens_per_s": round(tps["hf"], 1),
+        "hf_masked_tokens_per_s": round(tps["hf_masked"], 1),
+        "ratio_vs_hf": round(tps["xlt_jax"] / tps["hf"], 3),
+        "ratio_vs_hf_masked": round(tps["xlt_jax"] / tps["hf_masked"], 3),
+        "steps_timed": len(times["xlt_jax"]),
+    }
+
+
+def main(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(prog="python -m xlt_jax.bench peer", description=__doc__)
+    parser.add_argument("--configs", default=DEFAULT_CONFIGS, help=f"comma-separated, from: {DEFAULT_CONFIGS}")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds per configuration")
+    parser.add_argument("--steps", type=int, default=2, help="timed steps per framework per round")
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="torch intra-op threads")
+    args = parser.parse_args(argv)
+    import torch
+
+    torch.set_num_threads(args.threads)
+    unknown = [c for c in args.configs.split(",") if c and c not in CONFIGS]
+    if unknown:
+        raise SystemExit(f"unknown --configs {unknown}; choose from {DEFAULT_CONFIGS}")
+    device = jax.devices()[0]
+    jax_peak, torch_peak = matmul_peak(device)[0], torch_matmul_peak()
+    figures: dict[str, object] = {
+        "bench": "peer", "machine": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
+        "jax": jax.__version__, "torch": torch.__version__, "torch_threads": args.threads, "dtype": "float32",
+        "jax_matmul_peak_flops": jax_peak, "torch_matmul_peak_flops": torch_peak,
+    }  # fmt: skip
+    print(
+        f"fp32, dropout 0.1, AdamW + clipping; fp32 2048^3 matmul peak: jax {jax_peak / 1e9:.0f} GFLOP/s, "
+        f"torch {torch_peak / 1e9:.0f} GFLOP/s ({args.threads} threads)"
+    )
+    for name in [c for c in args.configs.split(",") if c]:
+        r = bench_config(name, args)
+        figures[name] = r
+        print(
+            f"{name:24s} {r['model']}, V={r['vocab']}, {r['batch']}x{r['seq_len']} (P={r['max_predictions_per_seq']})"
+            f" | xlt_jax {r['tokens_per_s']:8,.0f} tok/s | HF {r['hf_tokens_per_s']:8,.0f} "
+            f"(x{r['ratio_vs_hf']:.2f}) | HF masked-only {r['hf_masked_tokens_per_s']:8,.0f} "
+            f"(x{r['ratio_vs_hf_masked']:.2f}) | compile {r['compile_s']:.1f} s",
+            flush=True,
+        )
+    print(json.dumps(figures))
