@@ -8,6 +8,9 @@ Arguments (`--config configs/evaluate.py:finetuned=runs/en_inv/pos,targets=en:no
   split=             "" = dev (tatoeba: test; NLI fine-tuned on XNLI dev: test)
   source=            data source ("" = the task's default, xlt_jax/data/tasks/sources.py)
   setting=           BZ | BS | MZ | "" (applied to the rows it describes, see xlt_jax/finetuning/evaluation.py)
+  prediction_bio=    as_emitted (default, the reference) | repaired: how POS/NER predictions are scored under a
+                     reordering (gold BIO is re-canonicalised in reading order; repaired does the same to
+                     the predicted tags; only NER's BIO tags are affected, see README)
   model_name=        the rows' `model` ("" = the pretraining run's directory name)
   smoke              at most 64 examples per target
   examples, batch: max examples per target, evaluation batch size
@@ -31,7 +34,7 @@ _finetune = runpy.run_path(str(pathlib.Path(__file__).parent / "finetune" / "com
 
 def get_config(arg=None):
     a = parse_arg(arg, finetuned="", task="", pretrained="", targets="en:none", split="", source="", setting="",
-                  model_name="", smoke=False, examples=0, batch=0)
+                  prediction_bio="as_emitted", model_name="", smoke=False, examples=0, batch=0)
     c = ml_collections.ConfigDict()
     c.finetuned = a.finetuned  # fine-tuned WORKDIR (finetune.json, tokenizer/, checkpoints/)
     c.checkpoint_step = 0  # its checkpoint to evaluate (0 = the last)
@@ -42,6 +45,7 @@ def get_config(arg=None):
     c.split = a.split  # "" = dev (tatoeba: test; NLI fine-tuned on XNLI dev: test), REFERENCE_SPEC §0.9
     c.source = a.source  # "" = the task's default data source per language
     c.setting = a.setting  # BZ | BS | MZ | "" : protocol setting of the rows it describes
+    c.prediction_bio = a.prediction_bio  # as_emitted | repaired: predicted BIO re-canonicalised before scoring
     c.model_name = a.model_name  # rows' `model` field; "" = the pretraining run's directory name
     c.transform_seed = 0  # keys the evaluation data's transformation (permutations)
     c.max_examples = 1000 if a.task == "tatoeba" else 0  # first N examples per target (0 = all; Tatoeba: 1000, §4.6)

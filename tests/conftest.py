@@ -47,6 +47,26 @@ def tiny_tokenizer(tmp_path_factory: pytest.TempPathFactory, data_dir: pathlib.P
     return train_tokenizer({"en": texts}, TINY_TOKENIZER_VOCAB, out, seed=0)
 
 
+@pytest.fixture(scope="session")
+def original_order_tagger():
+    """`original_order_tagger(data) -> [F, L] predictions` of a NER tagger that emits, on each word's labelled
+    piece, the tag the word has in the original sentence (its gold tag before any reordering and BIO
+    re-canonicalisation); -100 elsewhere."""
+    import numpy as np
+
+    from xlt_jax.data.readers.tagging import NER_TAGS
+
+    def predict(data):
+        word_index, example_id = data.features["word_index"], data.features["example_id"]
+        predictions = np.full(word_index.shape, -100, np.int64)
+        rows, cols = np.nonzero(word_index >= 0)
+        tags = [data.examples[example_id[r]].tags[word_index[r, c]] for r, c in zip(rows, cols, strict=True)]
+        predictions[rows, cols] = [NER_TAGS.index(t) for t in tags]
+        return predictions
+
+    return predict
+
+
 @pytest.fixture(scope="module")
 def compile_cache(tmp_path_factory: pytest.TempPathFactory):
     """Persistent compilation cache for one test module's runs (reset afterwards so other modules are unaffected)."""

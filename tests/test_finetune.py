@@ -15,6 +15,7 @@ import pathlib
 import runpy
 import subprocess
 import sys
+import types
 from collections import Counter
 
 import jax
@@ -27,11 +28,12 @@ import pytest
 from xlt_jax import results
 from xlt_jax.data import tasks
 from xlt_jax.data.readers.nli import NLI_LABELS
+from xlt_jax.data.tasks import tagging
 from xlt_jax.data.tokenizer import Tokenizer
 from xlt_jax.data.vocab import VocabLayout
 from xlt_jax.errors import ConfigError
 from xlt_jax.finetuning import artifacts, evaluation, loading, pretrained, text_to_text, trainer, vocab_resize
-from xlt_jax.finetuning.task_model import task_model_fn
+from xlt_jax.finetuning.task_model import HeadSpec, task_model_fn
 from xlt_jax.models import build_model
 from xlt_jax.training import checkpointing, loop, partitioning
 from xlt_jax.training import state as state_lib
@@ -153,6 +155,8 @@ def test_task_runs_end_to_end_and_writes_rows(task, targets, metrics, pretrained
         assert row.split == "dev" and row.n_examples == 24 and row.checkpoint.endswith("/checkpoints/2")
         # BZ only where the evaluated transformation differs from the fine-tuning data's.
         assert row.setting == ("BZ" if row.eval_transform != "none" else "")
+        if task == "ner":  # tagging rows say how predictions were scored (configs/evaluate.py default)
+            assert row.extra["prediction_bio"] == "as_emitted"
     assert results.read_rows(tmp_path / "results") == rows
 
 
@@ -339,6 +343,26 @@ def test_qa_answer_targets_come_from_the_answer_window_and_map_back_through_inve
 
 
 # -- configuration -------------------------------------------------------------------------------------------
+
+
+def test_tagging_rows_score_predictions_as_emitted_unless_the_config_repairs_them(
+    tiny_tokenizer, original_order_tagger
+):
+    """configs/evaluate.py scores reordered NER predictions as emitted (the reference) by default, says so in
+    the rows' extra, and re-canonicalises them with prediction_bio=repaired; a bad value names the key."""
+    data = tasks.prepare("ner", tiny_tokenizer, lang="en", split="dev", transform="inv", seed=0, limit=500)
+    outputs = {"predictions": original_order_tagger(data)}
+    model = types.SimpleNamespace(task="ner", head=HeadSpec("tagging", num_labels=len(data.label_names)))
+    as_emitted = tagging.score(data, outputs["predictions"], prediction_bio="as_emitted")["seqeval_f1"]
+    assert as_emitted < 50.0  # the tagger puts B- at the wrong end of every reversed multi-word entity
+
+    metrics, extra = evaluation.score(model, data, outputs, get_config(CONFIGS / "evaluate.py", "finetuned=x"))
+    assert metrics == {"f1": as_emitted} and extra["prediction_bio"] == "as_emitted"
+    repaired = get_config(CONFIGS / "evaluate.py", "finetuned=x,prediction_bio=repaired")
+    metrics, extra = evaluation.score(model, data, outputs, repaired)
+    assert metrics == {"f1": 100.0} and extra["prediction_bio"] == "repaired"
+    with pytest.raises(ConfigError, match="prediction_bio"):
+        evaluation.check_config(get_config(CONFIGS / "evaluate.py", "finetuned=x,prediction_bio=canonical"))
 
 
 def test_targets_and_settings():

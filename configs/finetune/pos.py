@@ -7,7 +7,8 @@ Arguments (`--config configs/finetune/pos.py:pretrained=runs/en_inv,lang=en`):
   source=            data source ("" = the task's default, xlt_jax/data/tasks/sources.py)
   head=auto          auto | encoder | text (T5 text to text: nli label words and qa answers only)
   smoke              256 examples, seq 64, 20 steps: an end-to-end run in well under a minute on a CPU
-  epochs, batch, lr, max_len, steps, examples, seed: override the recipe
+  max_len=512        longest row in pieces: 512 as in the paper's code; max_len=128 = the paper's appendix
+  epochs, batch, lr, steps, examples, seed: override the recipe
 
   python -m xlt_jax.finetune --config configs/finetune/pos.py:pretrained=runs/en_inv --workdir runs/en_inv/pos
 """

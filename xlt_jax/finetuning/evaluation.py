@@ -13,6 +13,10 @@ rows it describes: BZ/MZ to a model fine-tuned on original data evaluated on a d
 language, BS to a model fine-tuned and evaluated on the same derived variant; every other row gets ""
 (orig→orig, or another natural language: the cross-lingual tables).
 
+Tagging rows score the predicted tags as the model emitted them, against gold BIO re-canonicalised in the
+order the model read the words (the paper's corrected-labels NER script); `prediction_bio=repaired`
+re-canonicalises the predictions too. Every tagging row records the choice in `extra.prediction_bio`.
+
 A target that needs vocabulary rows the model does not have (a transliterated target for a model
 pretrained without transliteration: MZ) is evaluated on a resized model whose new rows are randomly
 initialised and untrained (`vocab_resize`); its rows record `extra.resized_vocab = true`.
@@ -171,11 +175,12 @@ def score(model: Evaluated, data: tasks.TaskData, outputs: Mapping[str, np.ndarr
         empty = sum(not a.strip() for a in answers.values())
         return {"exact_match": raw["exact_match"], "f1": raw["f1"]}, {"empty_answers": empty}
     if kind == "tagging":
-        raw = tagging.score(data, outputs["predictions"])
+        raw = tagging.score(data, outputs["predictions"], prediction_bio=config.prediction_bio)
         metrics = {"f1": raw["seqeval_f1"]}
         if "token_accuracy" in raw:
             metrics["token_accuracy"] = raw["token_accuracy"]
-        return metrics, {"seqeval_precision": raw["seqeval_precision"], "seqeval_recall": raw["seqeval_recall"]}
+        return metrics, {"seqeval_precision": raw["seqeval_precision"], "seqeval_recall": raw["seqeval_recall"],
+                         "prediction_bio": config.prediction_bio}
     if kind == "classification":
         return classification.score(data, outputs["logits"]), {}
     if kind == "text":
@@ -272,6 +277,7 @@ def check_config(config: ml_collections.ConfigDict) -> None:
             raise ConfigError("pretrained: Tatoeba evaluates a pretraining WORKDIR (pretrained=PATH)")
     elif not config.finetuned:
         raise ConfigError("finetuned: give the fine-tuned WORKDIR to evaluate (finetuned=PATH), or task=tatoeba")
+    tagging.check_prediction_bio(config.prediction_bio)
     row_setting(config.setting, train_lang="", train_transform="none", lang="", eval_transform="none")
 
 

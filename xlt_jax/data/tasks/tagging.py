@@ -17,7 +17,12 @@ then re-canonicalised to BIO in the new order (REFERENCE_SPEC §1.2: the first t
 
 Predictions. `word_predictions` maps per-position predictions back to words in original order through
 `word_index`; `tag_sequences` lists gold and predicted tags in the order the model read the words (the
-order the reference scores in), re-canonicalising BIO when the transform reorders.
+order the reference scores in). Under a reordering the gold NER tags are canonical BIO in that order, and
+the predictions are scored as the model emitted them (`prediction_bio="as_emitted"`), as the paper's
+`run_ner_synthetic_corrected_labels.py` does: a model that calls the wrong end of a reversed entity `B-`
+loses that entity. `prediction_bio="repaired"` re-canonicalises the predictions too, which scores entity
+types and extents only (a tagger emitting each word's original-order tag then scores 100 under `inv`;
+as emitted it keeps only the single-word entities, since `I-X B-X` reads as two chunks).
 """
 
 from __future__ import annotations
@@ -37,6 +42,8 @@ from xlt_jax.data.vocab import SPECIALS
 from xlt_jax.errors import ConfigError
 
 LABELS = {"pos": UPOS_TAGS, "ner": NER_TAGS}
+# How predicted BIO tags are scored after a reordering (see the module docstring); the first is the default.
+PREDICTION_BIO = ("as_emitted", "repaired")
 
 
 def featurize(
@@ -240,15 +247,23 @@ def reading_order(data: TaskData) -> list[np.ndarray]:
     return np.split(word_index[rows, cols][order].astype(np.int64), np.cumsum(n_words)[:-1])
 
 
+def check_prediction_bio(prediction_bio: str) -> str:
+    """`prediction_bio` itself, or a `ConfigError` naming the key and its valid values."""
+    if prediction_bio not in PREDICTION_BIO:
+        raise ConfigError(f"prediction_bio: {prediction_bio!r} is not one of {PREDICTION_BIO}")
+    return prediction_bio
+
+
 def tag_sequences(
-    data: TaskData, word_preds: Sequence[np.ndarray], *, canonicalize_predictions: bool = True
+    data: TaskData, word_preds: Sequence[np.ndarray], *, prediction_bio: str = PREDICTION_BIO[0]
 ) -> tuple[list[list[str]], list[list[str]]]:
     """Gold and predicted tag sequences in reading order, ready for seqeval / token accuracy.
 
-    For NER under a reordering, gold tags are re-canonicalised to BIO in reading order, and so are the
-    predictions (`canonicalize_predictions`), so that a model is scored on entity types and extents, not
-    on which end of a reversed entity it called `B-`. Words without a prediction count as `O`/`X`.
+    For NER under a reordering the gold tags are re-canonicalised to BIO in reading order (unless the data
+    was built with `canonicalize_bio=False`); the predictions stay as emitted, or are re-canonicalised as
+    well with `prediction_bio="repaired"`. Words without a prediction count as `O`/`X`.
     """
+    repair = check_prediction_bio(prediction_bio) == "repaired"
     names = data.label_names
     reorder_bio = data.task == "ner" and data.extra.get("reorders", False)
     fallback = "O" if data.task == "ner" else "X"
@@ -258,7 +273,7 @@ def tag_sequences(
         guess = [names[p] if p >= 0 else fallback for p in np.asarray(pred)[order].tolist()]
         if reorder_bio and data.extra.get("canonicalize_bio", True):
             gold = _canonical(gold, names)
-            if canonicalize_predictions:
+            if repair:
                 guess = _canonical(guess, names)
         golds.append(gold)
         preds.append(guess)
@@ -271,11 +286,14 @@ def _canonical(tags: list[str], names: Sequence[str]) -> list[str]:
     return [names[i] for i in ids.tolist()]
 
 
-def score(data: TaskData, predictions: np.ndarray) -> dict[str, float]:
-    """Headline metrics from per-position predictions: POS token accuracy + seqeval F1; NER seqeval F1."""
+def score(data: TaskData, predictions: np.ndarray, *, prediction_bio: str = PREDICTION_BIO[0]) -> dict[str, float]:
+    """Headline metrics from per-position predictions: POS token accuracy + seqeval F1; NER seqeval F1.
+
+    `prediction_bio`: "as_emitted" (the reference) or "repaired" (see `tag_sequences`).
+    """
     from xlt_jax.metrics import tagging as tagging_metrics  # seqeval is only needed when scoring
 
-    gold, pred = tag_sequences(data, word_predictions(data, predictions))
+    gold, pred = tag_sequences(data, word_predictions(data, predictions), prediction_bio=prediction_bio)
     with warnings.catch_warnings():
         # seqeval warns that bare UPOS tags are not NE tags; the chunk semantics are the point (§0.10).
         warnings.filterwarnings("ignore", message=".*seems not to be NE tag", category=UserWarning)
