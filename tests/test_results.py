@@ -204,6 +204,9 @@ def test_missing_results_file_is_a_clear_error(tmp_path):
         ({"extra": {"x": float("inf")}}, "extra"),
         ({"setting": "BS", "train_transform": "none", "eval_transform": "inv"}, "train_transform"),
         ({"setting": "MZ", "train_transform": "inv", "eval_transform": "inv"}, "setting"),
+        ({"corpus": None}, "corpus"),
+        ({"twin": 3}, "twin"),
+        ({"setting": "BZ", "twin": "bi-en-inv"}, "twin"),  # a bilingual row is its own model
     ],
 )
 def test_validation_names_the_field_and_writes_nothing(tmp_path, overrides, field):
@@ -213,7 +216,16 @@ def test_validation_names_the_field_and_writes_nothing(tmp_path, overrides, fiel
     assert not (tmp_path / "results.jsonl").exists()
 
 
+def test_rows_written_before_corpus_and_twin_existed_still_load(tmp_path):
+    old = make_row(setting="MZ", model="mono-en")
+    record = {k: v for k, v in dataclasses.asdict(old).items() if k not in ("corpus", "twin")}
+    (tmp_path / "results.jsonl").write_text(json.dumps(record) + "\n", "utf-8")
+    (row,) = read_rows(tmp_path)
+    assert row == old and (row.corpus, row.twin) == ("", "")
+
+
 def test_valid_settings_pass():
+    make_row(setting="MZ", model="mono-en", twin="bi-en-inv", corpus="parallel").validate()
     make_row(setting="BS", train_transform="inv", eval_transform="inv").validate()
     make_row(setting="BZ", train_lang="en", lang="fr", eval_transform="none").validate()  # natural-language pair
     make_row(setting="MZ", task="tatoeba", train_lang="", metric="accuracy").validate()  # no fine-tuning

@@ -15,6 +15,9 @@ Protocol (REFERENCE_SPEC §4.1): for a task, base language and derived transform
   BZ = bilingual model, fine-tuned on the original, evaluated on T;  BS = bilingual, fine-tuned and
   evaluated on T;  MZ = monolingual, fine-tuned on the original, evaluated on T;
   Δ(BZ−BS) = BZ − BS and Δ(MZ−BS) = MZ − BS on each task's headline metric.
+A row names its model (`model`), the corpus variant of the experiment's bilingual pretraining corpus
+(`corpus`), and for a monolingual model the bilingual model it is the baseline of (`twin`). Rows written
+before these two fields existed read back with "".
 """
 
 from __future__ import annotations
@@ -124,6 +127,9 @@ class ResultRow:
     `train_lang` is the language of the fine-tuning data ("" when nothing was fine-tuned, e.g. Tatoeba);
     `lang` is the evaluated language (for a derived language: its base language, with `eval_transform`).
     Transforms are spec strings as `xlt_jax.data.transforms.parse` takes them, "none" for original data.
+    `corpus` labels the corpus variant of the experiment's bilingual pretraining corpus (e.g. "parallel",
+    "nonparallel-same"; "" = unlabelled), on the monolingual model's rows too. `twin` is set on a monolingual
+    model's rows: the `model` of the bilingual model whose MZ baseline it is (a BZ/BS row is its own model).
     """
 
     model: str
@@ -139,6 +145,8 @@ class ResultRow:
     split: str = "dev"
     seed: int = 0
     checkpoint: str = ""
+    corpus: str = ""
+    twin: str = ""
     commit: str = dataclasses.field(default_factory=code_commit)
     time: str = dataclasses.field(default_factory=utc_now)
     extra: dict[str, Any] = dataclasses.field(default_factory=dict)
@@ -156,7 +164,7 @@ class ResultRow:
             if not isinstance(value, str) or not value.strip():
                 hint = f" (use {IDENTITY!r} for original data)" if name.endswith("_transform") else ""
                 return f"{name}: must be a non-empty string, got {value!r}{hint}"
-        for name in ("train_lang", "checkpoint"):
+        for name in ("train_lang", "checkpoint", "corpus", "twin"):
             if not isinstance(getattr(self, name), str):
                 return f"{name}: must be a string, got {getattr(self, name)!r}"
         if self.setting not in SETTINGS:
@@ -184,6 +192,8 @@ class ResultRow:
     def _setting_error(self) -> str | None:
         """Contradictions between `setting` and the data the model was fine-tuned and evaluated on."""
         same_lang = self.train_lang in ("", self.lang)
+        if self.setting in ("BZ", "BS") and self.twin:
+            return f"twin: a {self.setting} row is the bilingual model itself; only a monolingual model names a twin"
         if self.setting == "BS" and (self.train_transform != self.eval_transform or not same_lang):
             return (
                 f"train_transform: a BS (supervised) row is fine-tuned on the evaluated data, but "
