@@ -18,7 +18,7 @@ import sys
 import ml_collections
 import pytest
 
-from xlt_jax import results
+from xlt_jax import results, tables
 from xlt_jax.errors import ConfigError, XltError
 from xlt_jax.experiments import protocol
 from xlt_jax.finetuning import evaluation
@@ -294,7 +294,7 @@ def test_e2e_protocol_writes_bz_bs_mz_rows_and_the_report(e2e):
     assert all(r.n_examples == 48 and r.seed == 42 for r in rows)
     assert {r.twin for r in rows if r.model == "monolingual-en"} == {"bilingual-en-inv"}  # MZ's bilingual model
 
-    entries = {e.metric: e for e in results.protocol_table(rows)}
+    entries = {e.metric: e for e in tables.protocol_table(rows)}
     value = {(r.setting, r.metric): r.value for r in rows if r.setting}
     for metric in ("f1", "token_accuracy"):
         e = entries[metric]

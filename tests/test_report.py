@@ -13,7 +13,8 @@ import pytest
 
 from xlt_jax.errors import ConfigError
 from xlt_jax.experiments import report
-from xlt_jax.results import ResultRow, append_rows, protocol_table, read_rows
+from xlt_jax.results import ResultRow, append_rows, read_rows
+from xlt_jax.tables import protocol_table
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

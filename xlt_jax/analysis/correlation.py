@@ -15,7 +15,7 @@ from collections.abc import Iterable, Sequence
 import scipy.stats
 from matplotlib.figure import Figure
 
-from xlt_jax import results
+from xlt_jax import results, tables
 from xlt_jax.errors import ConfigError
 
 ALIGN_TASK = "align"
@@ -56,7 +56,7 @@ def alignment_points(
         for r in rows
         if r.task == ALIGN_TASK and r.metric == alignment_metric  # later rows overwrite earlier ones
     }
-    entries = [e for e in results.protocol_table(rows) if e.task == task and e.bz is not None and e.bs is not None]
+    entries = [e for e in tables.protocol_table(rows) if e.task == task and e.bz is not None and e.bs is not None]
     metrics = sorted({e.metric for e in entries})
     if not metrics:
         raise ConfigError(f"no {task} rows with both BZ and BS in the results")

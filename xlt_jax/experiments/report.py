@@ -27,10 +27,11 @@ from matplotlib import colormaps
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from xlt_jax import results
+from xlt_jax import results, tables
 from xlt_jax.data.io import atomic_write
 from xlt_jax.errors import ConfigError, XltError
-from xlt_jax.results import CrossLingualEntry, ProtocolEntry, ResultRow
+from xlt_jax.results import ResultRow
+from xlt_jax.tables import CrossLingualEntry, ProtocolEntry
 
 MISSING = "–"
 REPORT_FILE = "report.md"
@@ -227,7 +228,7 @@ def _provenance(rows: Sequence[ResultRow]) -> list[str]:
 
 def render(rows: Sequence[ResultRow], *, title: str, source: str = "en") -> tuple[str, dict[str, Figure | None]]:
     """The markdown of the report and its figures by file stem (None: no data for that plot)."""
-    protocol = results.protocol_table(rows)
+    protocol = tables.protocol_table(rows)
     figures = {field: delta_figure(protocol, field) for field in DELTAS}
     lines = [f"# Results: {title}", ""] + _provenance(rows) + [
         "",
@@ -248,7 +249,7 @@ def render(rows: Sequence[ResultRow], *, title: str, source: str = "en") -> tupl
         "avg: mean over the languages evaluated for that task (XTREME-style, source language included).",
         "",
     ]
-    lines += crosslingual_markdown(results.crosslingual_table(rows, source=source), source)
+    lines += crosslingual_markdown(tables.crosslingual_table(rows, source=source), source)
     return "\n".join(lines) + "\n", figures
 
 
