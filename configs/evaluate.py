@@ -12,6 +12,9 @@ Arguments (`--config configs/evaluate.py:finetuned=runs/en_inv/pos,targets=en:no
                      reordering (gold BIO is re-canonicalised in reading order; repaired does the same to
                      the predicted tags; only NER's BIO tags are affected, see README)
   model_name=        the rows' `model` ("" = the pretraining run's directory name)
+  corpus=            the rows' `corpus`: corpus variant of the experiment's bilingual pretraining corpus
+  twin=              the rows' `twin`: for a monolingual model, the `model` of the bilingual model whose MZ
+                     baseline it is (the protocol table pairs MZ with BZ/BS through it)
   smoke              at most 64 examples per target
   examples, batch: max examples per target, evaluation batch size
 
@@ -34,7 +37,7 @@ _finetune = runpy.run_path(str(pathlib.Path(__file__).parent / "finetune" / "com
 
 def get_config(arg=None):
     a = parse_arg(arg, finetuned="", task="", pretrained="", targets="en:none", split="", source="", setting="",
-                  prediction_bio="as_emitted", model_name="", smoke=False, examples=0, batch=0)
+                  prediction_bio="as_emitted", model_name="", corpus="", twin="", smoke=False, examples=0, batch=0)
     c = ml_collections.ConfigDict()
     c.finetuned = a.finetuned  # fine-tuned WORKDIR (finetune.json, tokenizer/, checkpoints/)
     c.checkpoint_step = 0  # its checkpoint to evaluate (0 = the last)
@@ -47,6 +50,8 @@ def get_config(arg=None):
     c.setting = a.setting  # BZ | BS | MZ | "" : protocol setting of the rows it describes
     c.prediction_bio = a.prediction_bio  # as_emitted | repaired: predicted BIO re-canonicalised before scoring
     c.model_name = a.model_name  # rows' `model` field; "" = the pretraining run's directory name
+    c.corpus = a.corpus  # rows' `corpus`: the bilingual pretraining corpus variant ("" = unlabelled)
+    c.twin = a.twin  # rows' `twin`: a monolingual model's bilingual partner (its MZ baseline); "" for BZ/BS
     c.transform_seed = 0  # keys the evaluation data's transformation (permutations)
     c.max_examples = 1000 if a.task == "tatoeba" else 0  # first N examples per target (0 = all; Tatoeba: 1000, §4.6)
     c.max_len = 0  # 0 = the fine-tuned run's max_len (tatoeba: 128)

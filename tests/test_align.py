@@ -4,6 +4,7 @@ on real English text."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import pathlib
@@ -205,12 +206,57 @@ def test_correlate_pairs_alignment_with_delta_bz_bs(tmp_path):
     assert summary["n"] == 4 and summary["metric"] == "accuracy"
     assert summary["spearman"] == pytest.approx(want) and summary["spearman"] == pytest.approx(1.0)
     table = (tmp_path / "out" / "correlation_nli.md").read_text()
-    assert "| en | translit+inv | 43.00 | 60.00 | 70.00 | -10.00 |" in table
+    assert "| en | translit+inv | bilingual-en-translit+inv | – | 43.00 | 60.00 | 70.00 | -10.00 | 1 |" in table
     assert (tmp_path / "out" / "correlation_nli.png").read_bytes()[:4] == b"\x89PNG"
     with pytest.raises(SystemExit, match="a rank correlation needs at least 3"):
         align_binary.correlate_main([str(results.results_path(second)), "--task", "nli"])  # one point
     with pytest.raises(SystemExit, match="no ner rows with both BZ and BS"):
         align_binary.correlate_main([str(results.results_path(second)), "--task", "ner"])
+
+
+def test_correlate_keeps_models_of_one_language_and_transform_apart(tmp_path):
+    """The paper's Table 7: transliteration models of English (parallel, non-parallel same-domain and
+    different-domain corpora, and a second pretraining run of the parallel recipe) are one point each, with
+    its own alignment and its own Δ(BZ−BS)."""
+    from xlt_jax import align as align_binary
+
+    grid = [  # (model, corpus, transform, alignment, Δ(BZ−BS)) as in Table 7
+        ("bi-en-translit", "parallel", "translit", 90.0, -2.1),
+        ("bi-en-translit-run2", "parallel", "translit", 86.0, -2.6),
+        ("bi-en-translit", "nonparallel-same", "translit", 43.0, -3.8),
+        ("bi-en-translit-web", "nonparallel-diff", "translit", 11.8, -5.7),
+        ("bi-en-translit+syntax", "", "translit+syntax:fr", 57.3, -5.6),
+        ("bi-en-translit+inv", "", "translit+inv", 0.16, -19.2),
+        ("bi-en-translit+perm", "", "translit+perm", 0.01, -27.7),
+    ]
+    rows = []
+    for model, corpus, transform, value, delta in grid:
+        common = dict(model=model, task="nli", lang="en", eval_transform=transform, metric="accuracy",
+                      n_examples=2490, train_lang="en", corpus=corpus)  # fmt: skip
+        for seed, bs in ((1, 76.2), (2, 75.4)):  # BZ = BS + Δ on each fine-tuning seed
+            rows.append(results.ResultRow(train_transform="none", setting="BZ", value=bs + delta, seed=seed, **common))
+            rows.append(results.ResultRow(train_transform=transform, setting="BS", value=bs, seed=seed, **common))
+        rows.append(results.ResultRow(model=model, task="align", lang="en", train_transform="none",
+                                      eval_transform=transform, setting="", metric="align_nn_identity", value=value,
+                                      n_examples=900, split="valid", corpus=corpus))  # fmt: skip
+    # A seed only BZ of the parallel model has: a paired Δ leaves it out.
+    rows.append(dataclasses.replace(rows[0], seed=3, value=60.0))
+    # A model without an align row never borrows the alignment of another model of its language.
+    web2 = dict(model="bi-en-translit-web2", corpus="nonparallel-diff")
+    rows += [dataclasses.replace(r, **web2) for r in rows[:2]]  # its BZ and BS of seed 1
+    results.append_rows(tmp_path, rows)
+    summary = align_binary.correlate_main([str(results.results_path(tmp_path)), "--task", "nli",
+                                           "--out", str(tmp_path / "out")])  # fmt: skip
+    assert summary["n"] == len(grid)
+    assert summary["spearman"] == pytest.approx(scipy_spearman([g[3] for g in grid], [g[4] for g in grid]))
+    table = (tmp_path / "out" / "correlation_nli.md").read_text().splitlines()
+    points = {}
+    for line in table[table.index("|---|---|---|---|---|---|---|---|---|") + 1:]:
+        _, transform, model, corpus, alignment, _, _, delta, seeds = (c.strip() for c in line.strip("|").split("|"))
+        points[(model, corpus)] = (transform, float(alignment), float(delta), int(seeds))
+    assert points == {(model, corpus or "–"): (transform, pytest.approx(value, abs=0.005),
+                                               pytest.approx(delta, abs=0.005), 2)
+                      for model, corpus, transform, value, delta in grid}  # fmt: skip
 
 
 def scipy_spearman(x, y) -> float:

@@ -166,12 +166,15 @@ def test_task_runs_end_to_end_and_writes_rows(task, targets, metrics, pretrained
 def test_evaluate_appends_rows_and_never_rewrites_earlier_ones(pos_dir, tmp_path):
     first = evaluate(tmp_path, f"finetuned={pos_dir},targets=en:none,examples=20")
     before = (tmp_path / results.RESULTS_FILE).read_bytes()
-    second = evaluate(tmp_path, f"finetuned={pos_dir},targets=en:inv,setting=MZ,examples=20,model_name=mono")
+    second = evaluate(tmp_path, f"finetuned={pos_dir},targets=en:inv,setting=MZ,examples=20,model_name=mono,"
+                                "twin=bi-en-inv,corpus=parallel")
     after = (tmp_path / results.RESULTS_FILE).read_bytes()
     assert after.startswith(before) and len(after) > len(before)
     stored = results.read_rows(tmp_path)
     assert stored == first + second
     assert [(r.model, r.eval_transform, r.setting) for r in second] == [("mono", "inv", "MZ")] * 2
+    assert {(r.twin, r.corpus) for r in second} == {("bi-en-inv", "parallel")}  # MZ names its bilingual model
+    assert {(r.twin, r.corpus) for r in first} == {("", "")}
     record = json.loads(after.splitlines()[-1])
     for field in ("model", "task", "lang", "train_transform", "eval_transform", "setting", "metric", "value",
                   "n_examples", "commit"):

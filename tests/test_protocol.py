@@ -18,7 +18,7 @@ import sys
 import ml_collections
 import pytest
 
-from xlt_jax import results
+from xlt_jax import results, tables
 from xlt_jax.errors import ConfigError, XltError
 from xlt_jax.experiments import protocol
 from xlt_jax.finetuning import evaluation
@@ -39,7 +39,7 @@ def by_name(plan: list[protocol.Step]) -> dict[str, protocol.Step]:
 
 
 def test_plan_for_translit_inv_on_pos_and_tatoeba_has_exactly_the_protocol_steps(data_dir, tmp_path):
-    config = get_config("lang=en,transform=translit+inv,tasks=pos+tatoeba,smoke")
+    config = get_config("lang=en,transform=translit+inv,tasks=pos+tatoeba,smoke,corpus=parallel")
     plan = protocol.build_plan(config, tmp_path)
     tatoeba_langs = protocol.offered_langs("tatoeba", "test")
     assert len(tatoeba_langs) == 37 and "en" in tatoeba_langs  # XTREME's 36 Tatoeba languages + the derived en
@@ -84,16 +84,19 @@ def test_plan_for_translit_inv_on_pos_and_tatoeba_has_exactly_the_protocol_steps
         ft = steps[f"finetune/pos/{name}-s42"].config
         assert (ft.task, ft.pretrained, ft.lang, ft.train_transform, ft.seed) == ("pos", str(pre.workdir), "en",
                                                                                  transform, 42)
-    for setting, finetuned, model in [("BZ", "bilingual-original", "bilingual-en-translit+inv"),
-                                      ("BS", "bilingual-derived", "bilingual-en-translit+inv"),
-                                      ("MZ", "monolingual-original", "monolingual-en")]:
+    bilingual = "bilingual-en-translit+inv"
+    for setting, finetuned, model, twin in [("BZ", "bilingual-original", bilingual, ""),
+                                            ("BS", "bilingual-derived", bilingual, ""),
+                                            ("MZ", "monolingual-original", "monolingual-en", bilingual)]:
         ev = steps[f"evaluate/pos/{setting}-s42"].config
         assert (ev.finetuned, ev.setting, ev.model_name) == (str(steps[f"finetune/pos/{finetuned}-s42"].workdir),
                                                              setting, model)
+        assert (ev.twin, ev.corpus) == (twin, "parallel")  # the MZ rows name the bilingual model they belong to
     assert "resized" in steps["evaluate/pos/MZ-s42"].note and "resized" in steps["evaluate/tatoeba/MZ"].note
-    for setting, pre in [("BZ", bi), ("MZ", mono)]:
+    for setting, pre, twin in [("BZ", bi, ""), ("MZ", mono, bilingual)]:
         ev = steps[f"evaluate/tatoeba/{setting}"].config
         assert (ev.task, ev.pretrained, ev.finetuned, ev.setting) == ("tatoeba", str(pre.workdir), "", setting)
+        assert (ev.twin, ev.corpus) == (twin, "parallel")
     assert "no fine-tuning" in steps["evaluate/tatoeba/BS"].note
 
 
@@ -289,8 +292,9 @@ def test_e2e_protocol_writes_bz_bs_mz_rows_and_the_report(e2e):
     }
     assert {r.metric for r in rows} == {"f1", "token_accuracy"} and all(r.task == "pos" for r in rows)
     assert all(r.n_examples == 48 and r.seed == 42 for r in rows)
+    assert {r.twin for r in rows if r.model == "monolingual-en"} == {"bilingual-en-inv"}  # MZ's bilingual model
 
-    entries = {e.metric: e for e in results.protocol_table(rows)}
+    entries = {e.metric: e for e in tables.protocol_table(rows)}
     value = {(r.setting, r.metric): r.value for r in rows if r.setting}
     for metric in ("f1", "token_accuracy"):
         e = entries[metric]

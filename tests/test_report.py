@@ -5,15 +5,19 @@ The metric values below are made up to check the table cells and Δ arithmetic; 
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
+import scipy.stats
 
 from xlt_jax.errors import ConfigError
 from xlt_jax.experiments import report
-from xlt_jax.results import ResultRow, append_rows, protocol_table, read_rows
+from xlt_jax.results import ResultRow, append_rows, read_rows
+from xlt_jax.tables import protocol_table
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -46,10 +50,12 @@ def experiment_rows() -> list[ResultRow]:
     return rows
 
 
-def table_after(markdown: str, first_header: str) -> list[dict[str, str]]:
-    """Rows (header -> cell) of the first markdown table whose header starts with `first_header`."""
+def table_after(markdown: str, first_header: str, heading: str = "") -> list[dict[str, str]]:
+    """Rows (header -> cell) of the first markdown table whose header starts with `first_header` (after the
+    line `heading`, when given)."""
     lines = markdown.splitlines()
-    start = next(i for i, line in enumerate(lines) if line.startswith(f"| {first_header} |"))
+    offset = lines.index(heading) if heading else 0
+    start = next(i for i, line in enumerate(lines) if i > offset and line.startswith(f"| {first_header} |"))
     header = [c.strip() for c in lines[start].strip("|").split("|")]
     body = []
     for line in lines[start + 2:]:
@@ -57,6 +63,18 @@ def table_after(markdown: str, first_header: str) -> list[dict[str, str]]:
             break
         body.append(dict(zip(header, (c.strip() for c in line.strip("|").split("|")), strict=True)))
     return body
+
+
+def protocol_table_of(markdown: str, task: str, split: str = "dev") -> list[dict[str, str]]:
+    return table_after(markdown, "Transformation", f"### {task} (split `{split}`)")
+
+
+def means(row: dict[str, str], *columns: str) -> list[str]:
+    """The mean of each cell ("60.0" of "60.0 ±1.2 n=3 [...]"), "–" where missing."""
+    return [row[c].split()[0] for c in columns]
+
+
+SETTINGS = ("BZ", "BS", "MZ", "Δ(BZ−BS)", "Δ(MZ−BS)")
 
 
 @pytest.fixture()
@@ -67,25 +85,67 @@ def workdir(tmp_path):
 
 def test_protocol_table_cells(workdir):
     markdown = report.run(workdir)
-    table = table_after(markdown, "Transformation")
-    assert [r["Transformation"] for r in table] == ["Inversion", "Permutation", "Syntax (hi)",
-                                                    "Transliteration ∘ Inversion"]
-    header = list(table[0])
-    assert header[2:7] == ["XNLI acc BZ", "XNLI acc BS", "XNLI acc MZ", "XNLI acc Δ(BZ−BS)", "XNLI acc Δ(MZ−BS)"]
-    assert [h.rsplit(" ", 1)[0] for h in header[2::5]] == ["XNLI acc", "NER F1", "POS F1", "POS token acc",
-                                                           "Tatoeba acc"]
-    inv, perm, syntax, translit_inv = table
-    assert inv["Lang"] == "en"
-    assert [inv[f"XNLI acc {c}"] for c in ("BZ", "BS", "MZ", "Δ(BZ−BS)", "Δ(MZ−BS)")] == [
-        "60.0", "80.0", "45.0", "-20.0", "-35.0"]
-    assert [inv[f"POS token acc {c}"] for c in ("Δ(BZ−BS)", "Δ(MZ−BS)")] == ["-11.0", "-56.0"]
-    assert [inv[f"NER F1 {c}"] for c in ("Δ(BZ−BS)", "Δ(MZ−BS)")] == ["-40.0", "-60.0"]
-    assert [perm[f"XNLI acc {c}"] for c in ("BZ", "MZ", "Δ(BZ−BS)", "Δ(MZ−BS)")] == ["70.0", "–", "-5.0", "–"]
-    assert perm["POS F1 BZ"] == "–"
-    assert [syntax[f"POS F1 {c}"] for c in ("Δ(BZ−BS)", "Δ(MZ−BS)")] == ["-1.0", "-2.0"]
-    assert syntax["POS token acc BZ"] == "–"
-    assert translit_inv["XNLI acc Δ(BZ−BS)"] == "-39.0"
-    assert [inv[f"Tatoeba acc {c}"] for c in ("BZ", "BS", "MZ", "Δ(BZ−BS)")] == ["90.0", "–", "5.0", "–"]
+    headings = [line for line in markdown.splitlines() if line.startswith("### ") and "split" in line]
+    assert headings[:5] == [f"### {t} (split `dev`)" for t in ("XNLI acc", "NER F1", "POS F1", "POS token acc",
+                                                                "Tatoeba acc")]
+    nli = protocol_table_of(markdown, "XNLI acc")
+    assert list(nli[0]) == ["Transformation", "Lang", "Model", "MZ model", *SETTINGS]
+    assert [r["Transformation"] for r in nli] == ["Inversion", "Permutation", "Transliteration ∘ Inversion"]
+    inv, perm, translit_inv = nli
+    assert (inv["Lang"], inv["Model"], inv["MZ model"]) == ("en", "bi-en+inv", "mono-en")
+    assert means(inv, *SETTINGS) == ["60.0", "80.0", "45.0", "-20.0", "-35.0"]
+    assert inv["BZ"] == "60.0 n=1"  # one seed: no spread to show
+    assert means(perm, "BZ", "MZ", "Δ(BZ−BS)", "Δ(MZ−BS)") == ["70.0", "–", "-5.0", "–"]
+    assert means(translit_inv, "Δ(BZ−BS)") == ["-39.0"]
+    assert [r["Transformation"] for r in protocol_table_of(markdown, "POS F1")] == ["Inversion", "Syntax (hi)"]
+    assert means(protocol_table_of(markdown, "POS F1")[1], "Δ(BZ−BS)", "Δ(MZ−BS)") == ["-1.0", "-2.0"]
+    assert [r["Transformation"] for r in protocol_table_of(markdown, "POS token acc")] == ["Inversion"]
+    assert means(protocol_table_of(markdown, "POS token acc")[0], "Δ(BZ−BS)", "Δ(MZ−BS)") == ["-11.0", "-56.0"]
+    assert means(protocol_table_of(markdown, "NER F1")[0], "Δ(BZ−BS)", "Δ(MZ−BS)") == ["-40.0", "-60.0"]
+    assert means(protocol_table_of(markdown, "Tatoeba acc")[0], *SETTINGS[:4]) == ["90.0", "–", "5.0", "–"]
+    assert "Corpus" not in nli[0]  # no row has a corpus label
+    assert not any(line.startswith("† ") for line in markdown.splitlines())  # no seed mismatch to mark
+
+
+def seeded_rows(model: str, per_setting: dict[str, dict[int, float]], corpus: str = "") -> list[ResultRow]:
+    """XNLI rows of one bilingual model (and its twin) over fine-tuning seeds."""
+    rows = []
+    for setting, by_seed in per_setting.items():
+        for seed, value in by_seed.items():
+            r = row("nli", "accuracy", setting, value, "translit", model=model if setting != "MZ" else "mono-en")
+            rows.append(dataclasses.replace(r, seed=seed, corpus=corpus, twin=model if setting == "MZ" else ""))
+    return rows
+
+
+def test_cells_show_seeds_spread_and_t_interval_and_mark_different_seed_sets(tmp_path):
+    bz, bs, mz = {1: 74.1, 2: 73.4, 3: 75.0}, {1: 75.8, 2: 76.3}, {1: 33.6, 2: 31.9}
+    append_rows(tmp_path, seeded_rows("bi-en-translit", {"BZ": bz, "BS": bs, "MZ": mz}))
+    markdown = report.run(tmp_path)
+    (cells,) = protocol_table_of(markdown, "XNLI acc")
+    values = list(bz.values())
+    mean, sd = np.mean(values), np.std(values, ddof=1)
+    half = scipy.stats.t.ppf(0.975, 2) * sd / np.sqrt(3)
+    assert cells["BZ"] == f"{mean:.1f} ±{sd:.1f} n=3 [{mean - half:.1f}, {mean + half:.1f}]"
+    assert cells["BS"] == f"{np.mean(list(bs.values())):.1f} ±{np.std(list(bs.values()), ddof=1):.1f} n=2"
+    paired = [bz[s] - bs[s] for s in (1, 2)]  # seed 3 has no BS: left out of the Δ
+    assert cells["Δ(BZ−BS)"] == f"{np.mean(paired):+.1f} ±{np.std(paired, ddof=1):.1f} n=2 †"
+    assert not cells["Δ(MZ−BS)"].endswith("†")  # MZ and BS share their seeds
+    note = next(line for line in markdown.splitlines() if line.startswith("† "))
+    assert note == ("† Transliteration / en / `bi-en-translit`, Δ(BZ−BS): BZ has seeds {1, 2, 3}, BS has {1, 2}; "
+                    "the Δ is over the shared seeds {1, 2}.")
+
+
+def test_two_models_of_one_language_and_transform_are_two_rows_and_two_bars(tmp_path):
+    parallel = seeded_rows("bi-en-translit", {"BZ": {1: 74.1}, "BS": {1: 76.2}, "MZ": {1: 33.6}}, "parallel")
+    nonparallel = seeded_rows("bi-en-translit", {"BZ": {1: 72.4}, "BS": {1: 76.2}, "MZ": {1: 33.1}},
+                              "nonparallel-same")
+    append_rows(tmp_path, parallel + nonparallel)
+    table = protocol_table_of(report.run(tmp_path), "XNLI acc")
+    assert [(r["Model"], r["Corpus"], *means(r, "BZ", "Δ(BZ−BS)")) for r in table] == [
+        ("bi-en-translit", "nonparallel-same", "72.4", "-3.8"), ("bi-en-translit", "parallel", "74.1", "-2.1")]
+    bars = report.delta_figure(protocol_table(read_rows(tmp_path)), "delta_bz_bs").axes[0].containers
+    assert sorted(c.patches[0].get_height() for c in bars) == pytest.approx([-3.8, -2.1])
+    assert len({c.get_label() for c in bars}) == 2
 
 
 def test_crosslingual_table_cells(workdir):
@@ -161,7 +221,7 @@ def test_cli_end_to_end(workdir, tmp_path):
     assert done.stdout == (out / "report.md").read_text("utf-8")
     partial_line = data.count(b"\n") + 1
     assert f"{path}:{partial_line}:" in done.stderr  # the truncated row is named, then skipped
-    assert table_after(done.stdout, "Transformation")[0]["XNLI acc Δ(BZ−BS)"] == "-20.0"
+    assert protocol_table_of(done.stdout, "XNLI acc")[0]["Δ(BZ−BS)"] == "-20.0 n=1"
     assert (out / "delta_mz_bs.png").read_bytes().startswith(PNG_SIGNATURE)
 
     missing = subprocess.run([sys.executable, "-m", "xlt_jax.experiments.report", str(tmp_path / "nowhere")],

@@ -1,4 +1,4 @@
-"""The results store: append-only JSONL under a lock, crash tolerance, validation, commit, protocol arithmetic.
+"""The results store: append-only JSONL under a lock, crash tolerance, validation, commit, selection.
 
 Metric values in these rows are made up: they exercise bookkeeping and Δ arithmetic, not a corpus.
 """
@@ -16,8 +16,8 @@ import warnings
 import pytest
 
 from xlt_jax import results
-from xlt_jax.errors import ConfigError, DataFormatError
-from xlt_jax.results import ResultRow, TruncatedRowWarning, append_rows, protocol_table, read_rows
+from xlt_jax.errors import DataFormatError
+from xlt_jax.results import ResultRow, TruncatedRowWarning, append_rows, read_rows
 
 COMMIT = "0" * 40
 
@@ -204,6 +204,9 @@ def test_missing_results_file_is_a_clear_error(tmp_path):
         ({"extra": {"x": float("inf")}}, "extra"),
         ({"setting": "BS", "train_transform": "none", "eval_transform": "inv"}, "train_transform"),
         ({"setting": "MZ", "train_transform": "inv", "eval_transform": "inv"}, "setting"),
+        ({"corpus": None}, "corpus"),
+        ({"twin": 3}, "twin"),
+        ({"setting": "BZ", "twin": "bi-en-inv"}, "twin"),  # a bilingual row is its own model
     ],
 )
 def test_validation_names_the_field_and_writes_nothing(tmp_path, overrides, field):
@@ -213,7 +216,16 @@ def test_validation_names_the_field_and_writes_nothing(tmp_path, overrides, fiel
     assert not (tmp_path / "results.jsonl").exists()
 
 
+def test_rows_written_before_corpus_and_twin_existed_still_load(tmp_path):
+    old = make_row(setting="MZ", model="mono-en")
+    record = {k: v for k, v in dataclasses.asdict(old).items() if k not in ("corpus", "twin")}
+    (tmp_path / "results.jsonl").write_text(json.dumps(record) + "\n", "utf-8")
+    (row,) = read_rows(tmp_path)
+    assert row == old and (row.corpus, row.twin) == ("", "")
+
+
 def test_valid_settings_pass():
+    make_row(setting="MZ", model="mono-en", twin="bi-en-inv", corpus="parallel").validate()
     make_row(setting="BS", train_transform="inv", eval_transform="inv").validate()
     make_row(setting="BZ", train_lang="en", lang="fr", eval_transform="none").validate()  # natural-language pair
     make_row(setting="MZ", task="tatoeba", train_lang="", metric="accuracy").validate()  # no fine-tuning
@@ -288,78 +300,7 @@ def test_package_commit_matches_its_checkout(monkeypatch):
 
 
 # ------------------------------------------------------------------------------------------------------
-# Protocol arithmetic
-
-
-def protocol_rows() -> list[ResultRow]:
-    def r(setting, value, **kw):
-        train = "inv" if setting == "BS" else "none"
-        model = "mono" if setting == "MZ" else "bi"
-        return make_row(setting=setting, value=value, train_transform=train, model=model, **kw)
-
-    return [
-        r("BZ", 10.0),  # replaced by the later BZ row of the same seed
-        r("BZ", 60.0),
-        r("BS", 80.0),
-        r("BS", 90.0, seed=1),  # a second seed: averaged
-        r("MZ", 50.0),
-        r("BZ", 97.0, metric="token_accuracy"),
-        r("BS", 98.5, metric="token_accuracy"),
-        r("BZ", 40.0, metric="precision"),  # not a headline metric of pos
-        r("BZ", 30.0, eval_transform="perm"),  # no BS, no MZ for perm
-        r("BZ", 70.0, task="newtask", metric="m1"),  # unknown task: keeps its metrics
-        r("", 99.0, eval_transform="none"),  # outside the protocol
-    ]
-
-
-def test_protocol_deltas_latest_wins_and_seed_mean():
-    table = {(e.task, e.metric, e.transform): e for e in protocol_table(protocol_rows())}
-    assert set(table) == {("pos", "f1", "inv"), ("pos", "token_accuracy", "inv"), ("pos", "f1", "perm"),
-                          ("newtask", "m1", "inv")}
-    inv = table[("pos", "f1", "inv")]
-    assert (inv.bz, inv.bs, inv.mz) == (60.0, 85.0, 50.0)
-    assert inv.delta_bz_bs == pytest.approx(-25.0) and inv.delta_mz_bs == pytest.approx(-35.0)
-    assert inv.seeds == (1, 2, 1) and inv.lang == "en" and inv.split == "dev"
-    acc = table[("pos", "token_accuracy", "inv")]
-    assert acc.delta_bz_bs == pytest.approx(-1.5) and acc.mz is None and acc.delta_mz_bs is None
-    perm = table[("pos", "f1", "perm")]
-    assert (perm.bz, perm.bs, perm.delta_bz_bs, perm.delta_mz_bs) == (30.0, None, None, None)
-
-
-def test_protocol_headline_metrics_are_configurable():
-    table = protocol_table(protocol_rows(), headline_metrics={"pos": "precision", "newtask": ["m2"]})
-    assert [(e.task, e.metric, e.transform, e.bz) for e in table] == [("pos", "precision", "inv", 40.0)]
-
-
-def test_protocol_refuses_to_mix_fine_tuning_sources():
-    rows = protocol_rows() + [make_row(setting="BZ", train_lang="fr", value=12.0, model="bi")]
-    with pytest.raises(ConfigError, match=r"pos/f1/dev/en/inv: several BZ rows"):
-        protocol_table(rows)
-    selected = protocol_table(results.select_rows(rows, train_lang="en"))
-    assert [e.bz for e in selected if (e.task, e.metric, e.transform) == ("pos", "f1", "inv")] == [60.0]
-
-
-def test_crosslingual_table_averages_languages_and_selects_original_data():
-    rows = [
-        make_row(setting="", eval_transform="none", task="nli", metric="accuracy", lang=lang, value=v, model="xl")
-        for lang, v in (("en", 80.0), ("fr", 70.0), ("hi", 60.0))
-    ]
-    rows += [
-        make_row(setting="", eval_transform="none", task="nli", metric="accuracy", lang="hi", value=66.0,
-                 model="xl"),  # later: replaces hi
-        make_row(setting="", eval_transform="none", task="nli", metric="accuracy", lang="ar", value=50.0,
-                 model="xl", train_lang="fr"),  # fine-tuned on fr: not in the en table
-        make_row(setting="", eval_transform="none", task="tatoeba", metric="accuracy", lang="fr", value=20.0,
-                 model="xl", train_lang=""),  # no fine-tuning
-        make_row(setting="BZ", task="nli", metric="accuracy", value=1.0, model="xl"),  # protocol row
-    ]
-    entries = {(e.task, e.model): e for e in results.crosslingual_table(rows)}
-    assert set(entries) == {("nli", "xl"), ("tatoeba", "xl")}
-    nli = entries[("nli", "xl")]
-    assert nli.values == {"en": 80.0, "fr": 70.0, "hi": 66.0}
-    assert nli.average == pytest.approx(72.0)
-    assert entries[("tatoeba", "xl")].values == {"fr": 20.0}
-    assert results.crosslingual_table(rows, source="fr")[0].values == {"ar": 50.0}
+# Selecting (the tables built from rows: tests/test_tables.py)
 
 
 def test_select_rows_by_field_and_extra():

@@ -1,9 +1,9 @@
-"""The results store `WORKDIR/results.jsonl` and the BZ / BS / MZ protocol tables computed from it.
+"""The results store `WORKDIR/results.jsonl`: one JSON row per evaluated number.
 
 Every evaluated number is one JSON row (`ResultRow`): which model, task, language, train and eval
 transformation, protocol setting and metric. Rows are only ever appended, by any number of processes at
 once, so a sweep can run many evaluations into one workdir and every table or plot is derived from the
-rows, never typed by hand (DESIGN §6).
+rows, never typed by hand (DESIGN §6); the tables themselves are computed in `xlt_jax.tables`.
 
 Durability: `append_rows` takes an exclusive `flock`, writes a whole batch with one `os.write` (continued
 only after a short write), then fsyncs before unlocking. Rows already in the file are never rewritten; the one
@@ -13,8 +13,11 @@ unterminated last line with a warning, but a malformed *complete* line is corrup
 
 Protocol (REFERENCE_SPEC §4.1): for a task, base language and derived transformation T,
   BZ = bilingual model, fine-tuned on the original, evaluated on T;  BS = bilingual, fine-tuned and
-  evaluated on T;  MZ = monolingual, fine-tuned on the original, evaluated on T;
-  Δ(BZ−BS) = BZ − BS and Δ(MZ−BS) = MZ − BS on each task's headline metric.
+  evaluated on T;  MZ = monolingual, fine-tuned on the original, evaluated on T.
+A row names its model (`model`), the corpus variant of the experiment's bilingual pretraining corpus
+(`corpus`), and for a monolingual model the bilingual model it is the baseline of (`twin`), so that the
+tables can keep every bilingual model apart and give each its own MZ. Rows written before these two
+fields existed read back with "".
 """
 
 from __future__ import annotations
@@ -31,10 +34,10 @@ import os
 import pathlib
 import subprocess
 import warnings
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from xlt_jax.errors import ConfigError, DataFormatError
+from xlt_jax.errors import DataFormatError
 
 RESULTS_FILE = "results.jsonl"
 SETTINGS = ("BZ", "BS", "MZ", "")  # "" = outside the derived-language protocol (e.g. cross-lingual, orig→orig)
@@ -124,6 +127,9 @@ class ResultRow:
     `train_lang` is the language of the fine-tuning data ("" when nothing was fine-tuned, e.g. Tatoeba);
     `lang` is the evaluated language (for a derived language: its base language, with `eval_transform`).
     Transforms are spec strings as `xlt_jax.data.transforms.parse` takes them, "none" for original data.
+    `corpus` labels the corpus variant of the experiment's bilingual pretraining corpus (e.g. "parallel",
+    "nonparallel-same"; "" = unlabelled), on the monolingual model's rows too. `twin` is set on a monolingual
+    model's rows: the `model` of the bilingual model whose MZ baseline it is (a BZ/BS row is its own model).
     """
 
     model: str
@@ -139,6 +145,8 @@ class ResultRow:
     split: str = "dev"
     seed: int = 0
     checkpoint: str = ""
+    corpus: str = ""
+    twin: str = ""
     commit: str = dataclasses.field(default_factory=code_commit)
     time: str = dataclasses.field(default_factory=utc_now)
     extra: dict[str, Any] = dataclasses.field(default_factory=dict)
@@ -156,7 +164,7 @@ class ResultRow:
             if not isinstance(value, str) or not value.strip():
                 hint = f" (use {IDENTITY!r} for original data)" if name.endswith("_transform") else ""
                 return f"{name}: must be a non-empty string, got {value!r}{hint}"
-        for name in ("train_lang", "checkpoint"):
+        for name in ("train_lang", "checkpoint", "corpus", "twin"):
             if not isinstance(getattr(self, name), str):
                 return f"{name}: must be a string, got {getattr(self, name)!r}"
         if self.setting not in SETTINGS:
@@ -184,6 +192,8 @@ class ResultRow:
     def _setting_error(self) -> str | None:
         """Contradictions between `setting` and the data the model was fine-tuned and evaluated on."""
         same_lang = self.train_lang in ("", self.lang)
+        if self.setting in ("BZ", "BS") and self.twin:
+            return f"twin: a {self.setting} row is the bilingual model itself; only a monolingual model names a twin"
         if self.setting == "BS" and (self.train_transform != self.eval_transform or not same_lang):
             return (
                 f"train_transform: a BS (supervised) row is fine-tuned on the evaluated data, but "
@@ -386,136 +396,3 @@ def select_rows(rows: Iterable[ResultRow], **equals: Any) -> list[ResultRow]:
     """Rows whose fields equal the given values; `extra__KEY=v` matches `row.extra[KEY] == v`."""
     wanted = {name.replace("extra__", "extra.", 1): value for name, value in equals.items()}
     return [r for r in rows if all(field_value(r, n) == v for n, v in wanted.items())]
-
-
-def _metrics_for(task: str, present: Iterable[str], headline: Mapping[str, str | Sequence[str]]) -> tuple[str, ...]:
-    """Headline metric(s) of `task`; a task without an entry keeps every metric it has (sorted)."""
-    if task not in headline:
-        return tuple(sorted(set(present)))
-    chosen = headline[task]
-    return (chosen,) if isinstance(chosen, str) else tuple(chosen)
-
-
-def _latest_then_mean(rows: Iterable[ResultRow], cell: Callable[[ResultRow], tuple]) -> dict[tuple, tuple[float, int]]:
-    """(mean value, number of seeds) per cell key: the last row per (cell, seed) in write order wins, and
-    the survivors (one per seed) are averaged."""
-    latest: dict[tuple, float] = {}
-    for row in rows:  # write order: a later row replaces an earlier one for the same (cell, seed)
-        latest[(cell(row), row.seed)] = float(row.value)
-    by_cell: dict[tuple, list[float]] = {}
-    for (key, _seed), value in latest.items():
-        by_cell.setdefault(key, []).append(value)
-    return {key: (sum(values) / len(values), len(values)) for key, values in by_cell.items()}
-
-
-@dataclasses.dataclass(frozen=True)
-class ProtocolEntry:
-    """BZ, BS, MZ and the two Δs of one (task, metric, split, lang, transform); None where rows are missing.
-    `seeds` counts the seeds averaged into BZ, BS and MZ."""
-
-    task: str
-    metric: str
-    split: str
-    lang: str
-    transform: str
-    bz: float | None
-    bs: float | None
-    mz: float | None
-    delta_bz_bs: float | None
-    delta_mz_bs: float | None
-    seeds: tuple[int, int, int]
-
-
-def _difference(a: float | None, b: float | None) -> float | None:
-    return None if a is None or b is None else a - b
-
-
-def protocol_table(
-    rows: Iterable[ResultRow],
-    headline_metrics: Mapping[str, str | Sequence[str]] = HEADLINE_METRICS,
-) -> list[ProtocolEntry]:
-    """BZ, BS, MZ, Δ(BZ−BS) and Δ(MZ−BS) per (task, headline metric, split, lang, eval transform).
-
-    Only rows with setting BZ/BS/MZ count; the transformation of an entry is the rows' `eval_transform`.
-    Duplicates: for the same (task, metric, split, lang, train_lang, train/eval transform, setting, seed) the
-    row written LAST wins, whatever model wrote it (re-running an evaluation replaces its number; file
-    order, not the `time` field, decides, since clocks of different hosts disagree). Rows of different
-    seeds are then averaged. To compare models side by side, `select_rows` first. Two rows of one setting
-    that differ in train_lang/train_transform are ambiguous and raise ConfigError.
-    `headline_metrics` maps task -> metric name or names; a task not in it keeps all of its metrics.
-    Entries are sorted by task, metric, split, lang, transform.
-    """
-    protocol_rows = [r for r in rows if r.setting in ("BZ", "BS", "MZ")]
-    metrics_present: dict[str, set[str]] = {}
-    for r in protocol_rows:
-        metrics_present.setdefault(r.task, set()).add(r.metric)
-    wanted = {t: _metrics_for(t, m, headline_metrics) for t, m in metrics_present.items()}
-    protocol_rows = [r for r in protocol_rows if r.metric in wanted[r.task]]
-    cells = _latest_then_mean(
-        protocol_rows,
-        lambda r: (r.task, r.metric, r.split, r.lang, r.eval_transform, r.setting, r.train_lang, r.train_transform),
-    )
-    by_entry: dict[tuple, dict[str, tuple[float, int]]] = {}
-    for (task, metric, split, lang, transform, setting, _tl, _tt), result in cells.items():
-        slot = by_entry.setdefault((task, metric, split, lang, transform), {})
-        if setting in slot:  # one setting, two different fine-tuning sources: ambiguous, refuse to guess
-            raise ConfigError(
-                f"{task}/{metric}/{split}/{lang}/{transform}: several {setting} rows that differ in "
-                "train_lang/train_transform; select the rows of one experiment first"
-            )
-        slot[setting] = result
-    entries = []
-    for (task, metric, split, lang, transform), slot in sorted(by_entry.items()):
-        bz, bs, mz = (slot[s][0] if s in slot else None for s in ("BZ", "BS", "MZ"))
-        seeds = tuple(slot[s][1] if s in slot else 0 for s in ("BZ", "BS", "MZ"))
-        entries.append(ProtocolEntry(task, metric, split, lang, transform, bz, bs, mz,
-                                     _difference(bz, bs), _difference(mz, bs), seeds))
-    return entries
-
-
-@dataclasses.dataclass(frozen=True)
-class CrossLingualEntry:
-    """One model's scores on one (task, metric, split) across evaluated languages, fine-tuned on `source`.
-    `average` is the mean over the languages present (XTREME's per-task average, source included)."""
-
-    model: str
-    task: str
-    metric: str
-    split: str
-    values: dict[str, float]
-    seeds: dict[str, int]
-    average: float
-
-
-def crosslingual_table(
-    rows: Iterable[ResultRow],
-    source: str = "en",
-    headline_metrics: Mapping[str, str | Sequence[str]] = HEADLINE_METRICS,
-) -> list[CrossLingualEntry]:
-    """Zero-shot cross-lingual scores: rows outside the derived protocol (setting ""), on original data
-    (both transforms "none"), fine-tuned on `source` (or not fine-tuned at all, train_lang ""), per model.
-
-    Duplicates as in `protocol_table` (latest row per (model, task, metric, split, lang, seed), then the
-    mean over seeds). Sorted by model, task, metric, split.
-    """
-    chosen = [
-        r for r in rows
-        if r.setting == "" and r.train_transform == IDENTITY and r.eval_transform == IDENTITY
-        and r.train_lang in (source, "")
-    ]
-    metrics_present: dict[str, set[str]] = {}
-    for r in chosen:
-        metrics_present.setdefault(r.task, set()).add(r.metric)
-    wanted = {t: _metrics_for(t, m, headline_metrics) for t, m in metrics_present.items()}
-    chosen = [r for r in chosen if r.metric in wanted[r.task]]
-    cells = _latest_then_mean(chosen, lambda r: (r.model, r.task, r.metric, r.split, r.lang))
-    grouped: dict[tuple, dict[str, tuple[float, int]]] = {}
-    for (model, task, metric, split, lang), result in cells.items():
-        grouped.setdefault((model, task, metric, split), {})[lang] = result
-    entries = []
-    for (model, task, metric, split), by_lang in sorted(grouped.items()):
-        values = {lang: v for lang, (v, _) in by_lang.items()}
-        seeds = {lang: n for lang, (_, n) in by_lang.items()}
-        entries.append(CrossLingualEntry(model, task, metric, split, values, seeds,
-                                         sum(values.values()) / len(values)))
-    return entries

@@ -21,7 +21,9 @@ Arguments:
   tasks=             '+'-joined subset of pos+ner+nli+qa+tatoeba ("" = all five; with smoke: pos+tatoeba)
   objective=mlm      mlm (RoBERTa) | span (T5; tagging/QA heads on the encoder)
   model=             model preset (pretraining configs' `model`)
-  seeds=42           '+'-joined fine-tuning seeds; the report averages rows of several seeds
+  seeds=42           '+'-joined fine-tuning seeds; the report shows mean, spread and seed-paired Δs
+  corpus=            label of the bilingual pretraining corpus variant (e.g. parallel, nonparallel-same),
+                     written to every row as `corpus`; the report keeps variants apart
   smoke              tiny everything: the whole protocol in a few minutes on a CPU
   steps, batch, seq, lr, vocab: pretraining overrides (both models)
   ft_epochs, ft_steps, ft_examples, ft_lr, ft_batch, ft_max_len: fine-tuning overrides (every task)
@@ -68,12 +70,13 @@ def get_config(arg=None):
     a = parse_arg(arg, lang="en", transform="translit+inv", tasks="", objective="mlm", model="", seeds="42",
                   smoke=False, steps=0, batch=0, seq=0, lr=0.0, vocab=0, ft_epochs=0, ft_steps=0, ft_examples=0,
                   ft_lr=0.0, ft_batch=0, ft_max_len=0, eval_examples=0, crosslingual=True, xl_langs="",
-                  bilingual="", monolingual="")
+                  bilingual="", monolingual="", corpus="")
     c = ml_collections.ConfigDict()
     c.lang = a.lang  # the natural language (fine-tuning and protocol evaluation language)
     c.transform = a.transform  # the derived language: LANG:TRANSFORM
     c.tasks = a.tasks or (SMOKE_TASKS if a.smoke else "+".join(ALL_TASKS))  # '+'-joined, run in this order
     c.seeds = a.seeds  # '+'-joined fine-tuning seeds (one fine-tune per seed and setting)
+    c.corpus = a.corpus  # rows' `corpus`: the bilingual pretraining corpus variant ("" = unlabelled)
     c.compilation_cache = "auto"  # persistent JAX compile cache: auto = WORKDIR/jax_cache, "" = off, or a path
 
     pre_args = _args(objective=a.objective, model=a.model, smoke=a.smoke, steps=a.steps, batch=a.batch,
@@ -94,7 +97,7 @@ def get_config(arg=None):
         c.finetune[task] = _get(f"finetune/{task}.py", ft_args)
 
     c.evaluate = ml_collections.ConfigDict()
-    for task in ALL_TASKS:  # `finetuned`/`pretrained`, `targets`, `setting`, `model_name` are set by the plan
+    for task in ALL_TASKS:  # `finetuned`/`pretrained`, `targets`, `setting`, `model_name`, `corpus`, `twin`: the plan
         ev_args = _args(task="tatoeba" if task == "tatoeba" else "", smoke=a.smoke, examples=a.eval_examples)
         c.evaluate[task] = _get("evaluate.py", ev_args)
 

@@ -1,21 +1,24 @@
 """Does alignment predict transfer? Spearman correlation of an alignment figure with Δ(BZ−BS) over a grid of
 derived languages (the paper's Figure 5: token-embedding alignment against the XNLI and POS Δs).
 
-Everything comes from result rows: `align` rows (from `xlt_jax.align`) give one alignment value per
-(language, transformation) and the protocol rows give Δ(BZ−BS) for the same (language, transformation). As in
-the protocol table, the row written last wins.
+Everything comes from result rows: `align` rows (from `xlt_jax.align`) give one alignment value per model and
+derived language, and the protocol table (`xlt_jax.tables`) gives Δ(BZ−BS), paired by fine-tuning seed, per
+bilingual model. A point is one bilingual model (and corpus variant) on one derived language, so two models of
+the same language and transformation (e.g. a parallel and a non-parallel corpus, the paper's Table 7) are two
+points. As in the protocol table, the row written last wins.
 """
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 import scipy.stats
 from matplotlib.figure import Figure
 
-from xlt_jax import results
+from xlt_jax import results, tables
 from xlt_jax.errors import ConfigError
 
 ALIGN_TASK = "align"
@@ -23,17 +26,18 @@ ALIGN_TASK = "align"
 
 @dataclasses.dataclass(frozen=True)
 class Point:
-    """One derived language: its alignment and the transfer numbers of one task."""
+    """One bilingual model on one derived language: its alignment and the transfer numbers of one task.
+    `delta_bz_bs` is paired by seed (over `seeds`), so it can differ from `bz − bs` when the seed sets do."""
 
     lang: str
     transform: str
+    model: str
+    corpus: str
     alignment: float
     bz: float
     bs: float
-
-    @property
-    def delta_bz_bs(self) -> float:
-        return self.bz - self.bs
+    delta_bz_bs: float
+    seeds: int
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,27 +50,50 @@ class Correlation:
     p_value: float
 
 
+AlignKey = tuple[str, str, str, str]  # (lang, transform, corpus, model)
+
+
+def _alignment_values(rows: Iterable[results.ResultRow], alignment_metric: str) -> dict[AlignKey, float]:
+    """Alignment per (lang, transform, corpus, model); later rows overwrite earlier ones."""
+    return {
+        (r.lang, r.eval_transform, r.corpus, r.model): r.value
+        for r in rows
+        if r.task == ALIGN_TASK and r.metric == alignment_metric
+    }
+
+
+def _alignment_of(e: tables.ProtocolEntry, alignment: Mapping[AlignKey, float], alone: bool) -> float | None:
+    """The alignment row of the entry's model. When no align row has its name and the entry is the only
+    bilingual model of its (lang, transform, corpus) (`alone`), the only align row of that language, so align
+    rows named after the pretraining directory still pair with the protocol's model name. Never a value
+    that could be another model's."""
+    exact = alignment.get((e.lang, e.transform, e.corpus, e.model))
+    if exact is not None or not alone:
+        return exact
+    same_language = [v for (lang, t, c, _), v in alignment.items() if (lang, t, c) == (e.lang, e.transform, e.corpus)]
+    return same_language[0] if len(same_language) == 1 else None
+
+
 def alignment_points(
     rows: Iterable[results.ResultRow], task: str, alignment_metric: str = "align_nn_identity"
 ) -> tuple[str, list[Point]]:
-    """(the task's headline metric, one point per (lang, transform) with an alignment row and both BZ and BS)."""
+    """(the task's headline metric, one point per bilingual model and derived language with an alignment row
+    and a paired Δ(BZ−BS))."""
     rows = list(rows)
-    alignment = {
-        (r.lang, r.eval_transform): r.value
-        for r in rows
-        if r.task == ALIGN_TASK and r.metric == alignment_metric  # later rows overwrite earlier ones
-    }
-    entries = [e for e in results.protocol_table(rows) if e.task == task and e.bz is not None and e.bs is not None]
+    alignment = _alignment_values(rows, alignment_metric)
+    entries = [e for e in tables.protocol_table(rows) if e.task == task and e.delta_bz_bs is not None]
     metrics = sorted({e.metric for e in entries})
     if not metrics:
         raise ConfigError(f"no {task} rows with both BZ and BS in the results")
-    metric = metrics[0]
-    points = [
-        Point(e.lang, e.transform, alignment[(e.lang, e.transform)], e.bz, e.bs)
-        for e in entries
-        if e.metric == metric and (e.lang, e.transform) in alignment
-    ]
-    return metric, sorted(points, key=lambda p: (p.lang, p.transform))
+    chosen = [e for e in entries if e.metric == metrics[0]]
+    models = collections.Counter((e.lang, e.transform, e.corpus) for e in chosen)
+    points = []
+    for e in chosen:
+        value = _alignment_of(e, alignment, alone=models[(e.lang, e.transform, e.corpus)] == 1)
+        if value is not None:
+            points.append(Point(e.lang, e.transform, e.model, e.corpus, value, e.bz, e.bs, e.delta_bz_bs,
+                                e.deltas["delta_bz_bs"].n))
+    return metrics[0], sorted(points, key=lambda p: (p.lang, p.transform, p.corpus, p.model))
 
 
 def correlate(
@@ -91,7 +118,7 @@ def correlation_figure(correlation: Correlation) -> Figure:
     ys = [p.delta_bz_bs for p in correlation.points]
     ax.scatter(xs, ys)
     for p in correlation.points:
-        ax.annotate(f"{p.lang}:{p.transform}", (p.alignment, p.delta_bz_bs), fontsize="small",
+        ax.annotate(f"{p.model} ({p.lang}:{p.transform})", (p.alignment, p.delta_bz_bs), fontsize="small",
                     textcoords="offset points", xytext=(4, 4))  # fmt: skip
     ax.set_xlabel(f"{correlation.alignment_metric} (%)")
     ax.set_ylabel(f"Δ(BZ−BS), {correlation.task} {correlation.metric}")
@@ -102,15 +129,17 @@ def correlation_figure(correlation: Correlation) -> Figure:
 
 
 def markdown(correlation: Correlation) -> Sequence[str]:
+    """The correlation line and one table row per point (model, corpus variant and seeds of its Δ)."""
     lines = [
         f"{correlation.task} ({correlation.metric}): Spearman ρ = {correlation.spearman:.3f} "
         f"(p = {correlation.p_value:.3g}) between {correlation.alignment_metric} and Δ(BZ−BS)",
         "",
-        f"| lang | transform | {correlation.alignment_metric} | BZ | BS | Δ(BZ−BS) |",
-        "|---|---|---|---|---|---|",
+        f"| lang | transform | model | corpus | {correlation.alignment_metric} | BZ | BS | Δ(BZ−BS) | seeds |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     lines += [
-        f"| {p.lang} | {p.transform} | {p.alignment:.2f} | {p.bz:.2f} | {p.bs:.2f} | {p.delta_bz_bs:+.2f} |"
+        f"| {p.lang} | {p.transform} | {p.model} | {p.corpus or '–'} | {p.alignment:.2f} | {p.bz:.2f} | {p.bs:.2f} "
+        f"| {p.delta_bz_bs:+.2f} | {p.seeds} |"
         for p in correlation.points
     ]
     return lines

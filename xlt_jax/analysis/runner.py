@@ -96,7 +96,7 @@ def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> list[r
             model=config.model_name or model.name, task=TASK, lang=lang,
             train_transform=results.IDENTITY, eval_transform=str(model.config.data.transform), setting="",
             metric=metric, value=float(value), n_examples=n, split=split, seed=seed,
-            checkpoint=str(model.state_dir), extra={**extra, "step": model.step},
+            checkpoint=str(model.state_dir), corpus=config.corpus, extra={**extra, "step": model.step},
         )  # fmt: skip
 
     rows = embedding_rows(config, model, workdir, row) if with_embeddings else []

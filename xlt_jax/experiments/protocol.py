@@ -214,14 +214,18 @@ def _pretrain_steps(config: ml_collections.ConfigDict, workdir: pathlib.Path) ->
 
 
 def _evaluate(config: ml_collections.ConfigDict, task: str, name: str, workdir: pathlib.Path, *, model: Step,
-              targets: str, setting: str, settings: tuple[str, ...], model_name: str, source: str = "",
+              targets: str, setting: str, settings: tuple[str, ...], role: str, source: str = "",
               note: str = "") -> Step:
+    """Evaluate `model` (a step of the bilingual or monolingual `role`); its rows name the model, the corpus
+    variant and, for the monolingual model, its bilingual twin."""
     ev = copy.deepcopy(config.evaluate[task])
     if task == "tatoeba":
         ev.pretrained = os.fspath(model.workdir)
     else:
         ev.finetuned = os.fspath(model.workdir)
-    ev.targets, ev.setting, ev.model_name = targets, setting, model_name
+    names = model_names(config)
+    ev.targets, ev.setting, ev.model_name, ev.corpus = targets, setting, names[role], config.corpus
+    ev.twin = names["bilingual"] if role == "monolingual" else ""  # the MZ baseline of this bilingual model
     if source and not ev.source:
         ev.source = source
     what = f"{task} {targets} <- {model.name}" + (f" [{setting}]" if setting else "")
@@ -252,7 +256,6 @@ def build_plan(config: ml_collections.ConfigDict, workdir: str | os.PathLike, *,
     seeds = experiment_seeds(config)
     transform = parse_transform(config.transform)
     lang, spec = config.lang, transform.name
-    model_name = model_names(config)
     xl_models = split_list(config.crosslingual.models)
     if any(m not in MODELS for m in xl_models):
         raise ConfigError(
@@ -274,13 +277,13 @@ def build_plan(config: ml_collections.ConfigDict, workdir: str | os.PathLike, *,
             for setting, model in (("BZ", "bilingual"), ("MZ", "monolingual")):
                 plan.append(_evaluate(config, task, f"evaluate/tatoeba/{setting}", workdir, model=pre[model],
                                       targets=protocol_targets, setting=setting, settings=(setting,),
-                                      model_name=model_name[model], note=resized if setting == "MZ" else ""))
+                                      role=model, note=resized if setting == "MZ" else ""))
             plan.append(Step("evaluate/tatoeba/BS", "skip", task,
                              note="tatoeba: no fine-tuning, so BS is undefined (REFERENCE_SPEC §4.6)"))
             for model in xl_models if xl_targets else ():
                 plan.append(_evaluate(config, task, f"evaluate/tatoeba/crosslingual-{model}", workdir,
                                       model=pre[model], targets=xl_targets, setting="", settings=("",),
-                                      model_name=model_name[model]))
+                                      role=model))
             continue
         for seed in seeds:
             ft = {
@@ -297,11 +300,11 @@ def build_plan(config: ml_collections.ConfigDict, workdir: str | os.PathLike, *,
                 plan.append(ft[model, derived])
                 plan.append(_evaluate(config, task, f"evaluate/{task}/{setting}-s{seed}", workdir,
                                       model=ft[model, derived], targets=targets, setting=setting, settings=settings,
-                                      model_name=model_name[model], source=tree_source, note=note))
+                                      role=model, source=tree_source, note=note))
             for model in xl_models if xl_targets else ():
                 plan.append(_evaluate(config, task, f"evaluate/{task}/crosslingual-{model}-s{seed}", workdir,
                                       model=ft[model, False], targets=xl_targets, setting="", settings=("",),
-                                      model_name=model_name[model]))
+                                      role=model))
     check_plan(plan)
     return plan
 

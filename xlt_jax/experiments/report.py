@@ -4,10 +4,12 @@
 
 Writes `report.md` and the Δ bar plots (`delta_bz_bs.png`, `delta_mz_bs.png`) into DIR (default
 WORKDIR/report), each atomically, and prints the markdown. Contents:
-  (a) the protocol table of Deshpande et al. (2022), Table 3: one row per transformation, per task BZ, BS,
-      MZ, Δ(BZ−BS), Δ(MZ−BS) on the headline metric(s);
+  (a) the protocol table of Deshpande et al. (2022), Table 3, one per task headline metric: a row per
+      transformation, language and bilingual model (with its monolingual twin and corpus variant), columns
+      BZ, BS, MZ, Δ(BZ−BS), Δ(MZ−BS), each with its seed count and spread; a Δ is paired by seed and marked
+      when its settings were run with different seeds;
   (b) cross-lingual tables (fine-tuned on the source language, evaluated on every language with rows):
-      one per model, rows = tasks, columns = languages and the XTREME-style average;
+      one per model and corpus variant, rows = tasks, columns = languages and the XTREME-style average;
   (c) grouped bar plots of Δ(BZ−BS) and Δ(MZ−BS) per task and transformation (the paper's Figures 2–3).
 Every number comes from the rows; a missing cell is shown as "–".
 """
@@ -27,15 +29,23 @@ from matplotlib import colormaps
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from xlt_jax import results
+from xlt_jax import results, tables
 from xlt_jax.data.io import atomic_write
 from xlt_jax.errors import ConfigError, XltError
-from xlt_jax.results import CrossLingualEntry, ProtocolEntry, ResultRow
+from xlt_jax.results import ResultRow
+from xlt_jax.tables import CrossLingualEntry, ProtocolEntry, SeedStats
 
 MISSING = "–"
+SEED_MARK = "†"
+CELL_LEGEND = (
+    "Cells: mean over fine-tuning seeds, ±sample standard deviation (2+ seeds), n = seeds, [95% t-interval of the "
+    "mean] (3+ seeds). Δ: mean of the per-seed differences over the seeds both settings have; "
+    f"{SEED_MARK} marks a Δ whose settings have different seed sets (footnote below the table). Model: the "
+    "bilingual model (BZ, BS); MZ model: its monolingual twin."
+)
 REPORT_FILE = "report.md"
 DELTAS = {"delta_bz_bs": "Δ(BZ−BS)", "delta_mz_bs": "Δ(MZ−BS)"}  # ProtocolEntry field -> label; PNG <field>.png
-SETTING_COLUMNS = (("bz", "BZ"), ("bs", "BS"), ("mz", "MZ"), ("delta_bz_bs", "Δ(BZ−BS)"), ("delta_mz_bs", "Δ(MZ−BS)"))
+SETTING_COLUMNS = ("BZ", "BS", "MZ", *DELTAS.values())
 
 TASK_ORDER = ("nli", "ner", "pos", "qa", "tatoeba")  # REFERENCE_SPEC §4.1 order; other tasks follow by name
 TASK_NAMES = {"nli": "XNLI", "ner": "NER", "pos": "POS", "qa": "XQuAD", "tatoeba": "Tatoeba"}
@@ -107,32 +117,74 @@ def _markdown_table(header: Sequence[str], body: Iterable[Sequence[str]]) -> lis
 # (a) protocol table
 
 
+def stats_text(stats: SeedStats | None, signed: bool = False) -> str:
+    """`mean ±sd n=N [low, high]`: sd from 2 seeds on, the 95% t-interval of the mean from 3 on."""
+    if stats is None:
+        return MISSING
+    text = _fmt(stats.mean, signed)
+    if stats.sd is not None:
+        text += f" ±{stats.sd:.1f}"
+    text += f" n={stats.n}"
+    if stats.ci95 is not None:
+        text += f" [{_fmt(stats.ci95[0], signed)}, {_fmt(stats.ci95[1], signed)}]"
+    return text
+
+
+def _seed_set(seeds: Iterable[int]) -> str:
+    return "{" + ", ".join(str(s) for s in seeds) + "}"
+
+
+def _row_label(e: ProtocolEntry) -> str:
+    corpus = f", corpus `{e.corpus}`" if e.corpus else ""
+    return f"{transform_label(e.transform)} / {e.lang} / `{e.model or MISSING}`{corpus}"
+
+
+def seed_mismatch_note(e: ProtocolEntry, delta: str) -> str:
+    """Footnote of a Δ whose two settings were run with different seeds: which seeds it uses and why."""
+    first, second = tables.DELTA_SETTINGS[delta]
+    used = e.deltas[delta].seeds if delta in e.deltas else ()
+    over = f"over the shared seeds {_seed_set(used)}" if used else "undefined: no seed in common"
+    return (f"{SEED_MARK} {_row_label(e)}, {DELTAS[delta]}: {first} has seeds {_seed_set(e.scores[first].seeds)}, "
+            f"{second} has {_seed_set(e.scores[second].seeds)}; the Δ is {over}.")
+
+
+def _entry_cells(e: ProtocolEntry) -> tuple[list[str], list[str]]:
+    """The five setting cells of an entry and the footnotes of its marked Δs."""
+    cells = [stats_text(e.scores.get(s)) for s in tables.PROTOCOL_SETTINGS]
+    notes = []
+    for delta in DELTAS:
+        text = stats_text(e.deltas.get(delta), signed=True)
+        if e.seed_mismatch(delta):
+            text += f" {SEED_MARK}"
+            notes.append(seed_mismatch_note(e, delta))
+        cells.append(text)
+    return cells, notes
+
+
+def _protocol_task_table(entries: Sequence[ProtocolEntry]) -> list[str]:
+    """One task metric: rows (transformation, lang, bilingual model[, corpus]), columns the five settings."""
+    with_corpus = any(e.corpus for e in entries)
+    header = ["Transformation", "Lang", "Model", "MZ model", *(["Corpus"] if with_corpus else []),
+              *SETTING_COLUMNS]
+    body, notes = [], []
+    for e in sorted(entries, key=lambda e: (_transform_key(e.transform), e.lang, e.model, e.corpus, e.mz_model)):
+        cells, cell_notes = _entry_cells(e)
+        corpus = [e.corpus or MISSING] if with_corpus else []
+        body.append([transform_label(e.transform), e.lang, e.model or MISSING, e.mz_model or MISSING, *corpus, *cells])
+        notes += cell_notes
+    return _markdown_table(header, body) + ([""] + notes if notes else [])
+
+
 def protocol_markdown(entries: Sequence[ProtocolEntry]) -> list[str]:
-    """Table 3 layout, one table per split: rows (transformation, lang), per task the five settings."""
+    """Table 3 of the paper, one table per (split, task metric): a row per transformation, language and
+    bilingual model (two models of one language and transformation are two rows), cells over seeds."""
     if not entries:
         return ["No BZ / BS / MZ rows yet."]
-    lines: list[str] = []
-    splits = sorted({e.split for e in entries})
-    for split in splits:
-        in_split = [e for e in entries if e.split == split]
-        tasks = sorted({(e.task, e.metric) for e in in_split}, key=lambda tm: _task_key(*tm))
-        row_keys = sorted({(e.transform, e.lang) for e in in_split}, key=lambda tl: (_transform_key(tl[0]), tl[1]))
-        cell = {(e.transform, e.lang, e.task, e.metric): e for e in in_split}
-        header = ["Transformation", "Lang"]
-        header += [f"{task_label(t, m)} {name}" for t, m in tasks for _, name in SETTING_COLUMNS]
-        body = []
-        for transform, lang in row_keys:
-            cells = [transform_label(transform), lang]
-            for task, metric in tasks:
-                entry = cell.get((transform, lang, task, metric))
-                for attr, _ in SETTING_COLUMNS:
-                    value = getattr(entry, attr) if entry else None
-                    cells.append(_fmt(value, signed=attr.startswith("delta")))
-            body.append(cells)
-        lines += [f"Split: `{split}`", ""] + _markdown_table(header, body) + [""]
-        averaged = max((max(e.seeds) for e in in_split), default=1)
-        if averaged > 1:
-            lines += [f"Cells with several seeds show their mean (up to {averaged} seeds).", ""]
+    lines = [CELL_LEGEND, ""]
+    task_tables = sorted({(e.split, e.task, e.metric) for e in entries}, key=lambda k: (k[0], _task_key(*k[1:])))
+    for split, task, metric in task_tables:
+        chosen = [e for e in entries if (e.split, e.task, e.metric) == (split, task, metric)]
+        lines += [f"### {task_label(task, metric)} (split `{split}`)", ""] + _protocol_task_table(chosen) + [""]
     return lines[:-1]
 
 
@@ -145,17 +197,18 @@ def crosslingual_markdown(entries: Sequence[CrossLingualEntry], source: str) -> 
     if not entries:
         return [f"No cross-lingual rows yet (setting \"\", original data, fine-tuned on {source})."]
     lines: list[str] = []
-    groups: dict[tuple[str, str], list[CrossLingualEntry]] = collections.defaultdict(list)
+    groups: dict[tuple[str, str, str], list[CrossLingualEntry]] = collections.defaultdict(list)
     for e in entries:
-        groups[(e.model, e.split)].append(e)
-    for (model, split), group in sorted(groups.items()):
+        groups[(e.model, e.corpus, e.split)].append(e)
+    for (model, corpus, split), group in sorted(groups.items()):
         langs = sorted({lang for e in group for lang in e.values}, key=lambda lang: (lang != source, lang))
         header = ["Task", *langs, "avg"]
         body = [
             [task_label(e.task, e.metric), *(_fmt(e.values.get(lang)) for lang in langs), _fmt(e.average)]
             for e in sorted(group, key=lambda e: _task_key(e.task, e.metric))
         ]
-        lines += [f"### `{model}` (split `{split}`)", ""] + _markdown_table(header, body) + [""]
+        corpus_label = f", corpus `{corpus}`" if corpus else ""
+        lines += [f"### `{model}`{corpus_label} (split `{split}`)", ""] + _markdown_table(header, body) + [""]
     return lines[:-1]
 
 
@@ -165,7 +218,7 @@ def crosslingual_markdown(entries: Sequence[CrossLingualEntry], source: str) -> 
 
 def delta_figure(entries: Sequence[ProtocolEntry], field: str) -> Figure | None:
     """Grouped bars of one Δ (`delta_bz_bs` or `delta_mz_bs`): groups = task metrics, one bar per
-    transformation (and language/split when there are several); None when no entry has that Δ.
+    transformation (and language/split/model when there are several); None when no entry has that Δ.
     A transformation keeps its colour across both plots of the same entries."""
     if field not in DELTAS:
         raise ValueError(f"field: expected one of {sorted(DELTAS)}, got {field!r}")
@@ -174,14 +227,18 @@ def delta_figure(entries: Sequence[ProtocolEntry], field: str) -> Figure | None:
         return None
     several_langs = len({e.lang for e in entries}) > 1
     several_splits = len({e.split for e in entries}) > 1
+    several_models = len({(e.model, e.corpus, e.mz_model) for e in entries}) > 1
 
     def series_of(e: ProtocolEntry) -> str:
         label = transform_label(e.transform)
         label += f" [{e.lang}]" if several_langs else ""
-        return label + (f" ({e.split})" if several_splits else "")
+        label += f" ({e.split})" if several_splits else ""
+        if several_models:  # two models of one transformation are two bars, never one on top of the other
+            label += f" {e.model or e.mz_model}" + (f"/{e.corpus}" if e.corpus else "")
+        return label
 
     def order(e: ProtocolEntry) -> tuple:
-        return _transform_key(e.transform), e.lang, e.split
+        return _transform_key(e.transform), e.lang, e.split, e.model, e.corpus, e.mz_model
 
     colour_index = {name: i for i, name in enumerate(dict.fromkeys(series_of(e) for e in sorted(entries, key=order)))}
     palette = colormaps["tab10"]
@@ -227,7 +284,7 @@ def _provenance(rows: Sequence[ResultRow]) -> list[str]:
 
 def render(rows: Sequence[ResultRow], *, title: str, source: str = "en") -> tuple[str, dict[str, Figure | None]]:
     """The markdown of the report and its figures by file stem (None: no data for that plot)."""
-    protocol = results.protocol_table(rows)
+    protocol = tables.protocol_table(rows)
     figures = {field: delta_figure(protocol, field) for field in DELTAS}
     lines = [f"# Results: {title}", ""] + _provenance(rows) + [
         "",
@@ -248,7 +305,7 @@ def render(rows: Sequence[ResultRow], *, title: str, source: str = "en") -> tupl
         "avg: mean over the languages evaluated for that task (XTREME-style, source language included).",
         "",
     ]
-    lines += crosslingual_markdown(results.crosslingual_table(rows, source=source), source)
+    lines += crosslingual_markdown(tables.crosslingual_table(rows, source=source), source)
     return "\n".join(lines) + "\n", figures
 
 

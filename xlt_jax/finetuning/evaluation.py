@@ -261,7 +261,7 @@ class _Evaluator:
                 model=m.model_name, task=m.task, lang=lang, train_transform=m.train_transform,
                 eval_transform=data.transform, setting=setting, metric=name, value=float(value),
                 n_examples=len(data.examples), train_lang=m.train_lang, split=split, seed=m.seed,
-                checkpoint=os.fspath(m.state_dir.parent), extra=extra,
+                checkpoint=os.fspath(m.state_dir.parent), corpus=config.corpus, twin=config.twin, extra=extra,
             )
             for name, value in metrics.items()
         ]
