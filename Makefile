@@ -8,13 +8,17 @@ export XLT_DATA_MIRROR
 export XLT_DATA_DIR ?= $(abspath data)
 export XLA_FLAGS ?= --xla_force_host_platform_device_count=8
 PYTEST_ARGS ?= -n 2 --dist loadfile
+# Every extra is installed for the tests (hf: PyTorch peer and interop; tpu: libtpu for ahead-of-time TPU
+# compiles), and a test whose extra is missing fails instead of skipping.
+EXTRAS ?= test,hf,tpu
+export XLT_REQUIRE_EXTRAS ?= 1
 
-.PHONY: install data demo test bench lint clean
+.PHONY: install data demo test test-slow bench lint clean
 
 $(VENV)/.installed: setup.py
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -q -e '.[$(EXTRAS)]'
 	touch $@
 
 install: $(VENV)/.installed
@@ -26,7 +30,10 @@ demo: data
 	$(PY) -m xlt_jax.demo --workdir runs/demo
 
 test: data
-	$(PY) -m pytest $(PYTEST_ARGS) tests
+	$(PY) -m pytest $(PYTEST_ARGS) -m "not slow" tests
+
+test-slow: data
+	$(PY) -m pytest $(PYTEST_ARGS) -m slow tests
 
 bench: data
 	$(PY) -m xlt_jax.bench data

@@ -26,6 +26,8 @@ EXTRAS = {
     "test": ["pytest>=8", "pytest-xdist>=3.5", "hypothesis>=6.100", "ruff>=0.6"],
     "tfds": ["tensorflow-datasets>=4.9.6", "tensorflow-cpu>=2.16"],
     "hf": ["torch==2.13.0", "transformers>=4.45"],
+    # libtpu as `jax[tpu]` pins it for the installed jax: compiles TPU programs ahead of time on any machine.
+    "tpu": ["jax[tpu]"],
 }
 
 setup(

@@ -8,6 +8,8 @@ import pathlib
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
+import importlib  # noqa: E402
+
 import pytest  # noqa: E402
 
 from xlt_jax.data import paths  # noqa: E402
@@ -105,3 +107,14 @@ def pretrain_smoke(tmp_path_factory: pytest.TempPathFactory):
         return workdir
 
     return run
+
+
+def require_extra(module: str, extra: str):
+    """Import an optional dependency for a test module. Missing: skipped, unless XLT_REQUIRE_EXTRAS=1
+    (`make test` and CI set it, and install every extra), where a missing extra is a failure, not a skip."""
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        if os.environ.get("XLT_REQUIRE_EXTRAS") == "1":
+            pytest.fail(f"extra {extra!r} is required here (XLT_REQUIRE_EXTRAS=1) but {module} is not installed")
+        pytest.skip(f"extra {extra!r} not installed (pip install -e .[{extra}])", allow_module_level=True)

@@ -14,10 +14,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import require_extra  # noqa: E402
 from flax import nnx
 
-torch = pytest.importorskip("torch", reason="extra 'hf' (pip install -e .[hf])")
-transformers = pytest.importorskip("transformers", reason="extra 'hf' (pip install -e .[hf])")
+torch = require_extra("torch", "hf")
+transformers = require_extra("transformers", "hf")
 
 from xlt_jax.data.pretrain import mlm  # noqa: E402
 from xlt_jax.data.vocab import SPECIALS, VocabLayout  # noqa: E402

@@ -12,6 +12,7 @@ import sys
 BENCHMARKS = {
     "data": "tokenization, transformation, MLM and span-corruption collation throughput (tokens/s)",
     "train": "compile time, step time, tokens/s and FLOP/s of the pretraining step",
+    "tpu": "the pretraining step compiled ahead of time for Cloud TPU topologies: memory, FLOPs, largest batch",
     "peer": "tokens/s of xlt_jax vs Hugging Face PyTorch RoBERTa MLM on identical configs (extra hf)",
 }
 

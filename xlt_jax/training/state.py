@@ -127,6 +127,40 @@ def create_train_state(
     return ShardedState(state, shardings, ModelDef.from_split(graphdef, rest))
 
 
+def abstract_train_state(
+    model_fn: ModelFn, tx: optax.GradientTransformation, mesh: Mesh, rules: partitioning.LogicalRules, seed: int
+) -> ShardedState:
+    """The state as ShapeDtypeStructs with their shardings, computing nothing on `mesh`.
+
+    For ahead-of-time compilation on a device topology with no devices attached (a Cloud TPU slice described
+    by `jax.experimental.topologies`): the few eager computations (optimizer-slot placeholders, the dropout
+    RNG streams captured by the model definition) run on the host CPU.
+    """
+    host = jax.devices("cpu")[0]
+
+    def init() -> tuple[TrainState, nnx.State]:
+        graphdef, params, rest = _split(model_fn(nnx.Rngs(params=seed, dropout=seed + 1)))
+        del graphdef
+        params = nnx.to_pure_dict(params)
+        key = jax.random.key_data(jax.random.key(seed))
+        state = TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params), rng=key)
+        return state, rest
+
+    with partitioning.sharding_context(mesh, rules):
+        abstract_model = nnx.eval_shape(lambda: model_fn(nnx.Rngs(params=seed, dropout=seed + 1)))
+        graphdef, abstract_param_state, _ = _split(abstract_model)
+        param_specs = partitioning.param_specs(abstract_param_state)
+        abstract_state, _ = jax.eval_shape(init)
+    with jax.default_device(host):
+        specs = state_specs(tx, abstract_state, param_specs)
+        with nnx.use_eager_sharding(False):
+            rest = jax.jit(lambda: init()[1])()
+    shardings = partitioning.named_shardings(abstract_state, specs, mesh)
+    return ShardedState(
+        abstract_with_shardings(abstract_state, shardings), shardings, ModelDef.from_split(graphdef, rest)
+    )
+
+
 def abstract_with_shardings(state: Any, shardings: Any) -> Any:
     """ShapeDtypeStructs carrying the target shardings: the restore target for a checkpoint (any mesh)."""
     return jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), state, shardings)

@@ -627,6 +627,45 @@ def build_pretrain_data(
     return PretrainData(settings, sources, layout)
 
 
+def vocab_layout(config: ml_collections.ConfigDict, base_size: int, num_sentinels: int = 0) -> VocabLayout:
+    """The model's id layout for `config` (a `config.data` block) and a tokenizer of `base_size` pieces,
+    without reading any text: copies for transliteration, sentinels for span corruption."""
+    settings = _Settings.from_config(config)
+    layout = _base_layout(VocabLayout(base_size, num_sentinels=num_sentinels), settings)
+    transform = _parse_transform(settings.transform, layout)
+    return transform.vocab_layout if transform is not None else layout
+
+
+def example_batch(config: ml_collections.ConfigDict, layout: VocabLayout, batch_size: int) -> dict[str, np.ndarray]:
+    """A batch with exactly the keys, shapes and dtypes the pipeline produces for `config` (a `config.data`
+    block), from random ids through the real masking or span corruption: for ahead-of-time compiles and
+    benchmarks, where speed and memory do not depend on the text."""
+    s = _Settings.from_config(config)
+    rng = np.random.default_rng(0)
+    rows = np.arange(batch_size, dtype=np.int64)
+    block_len = (
+        span_corruption.random_spans_helper(s.seq_len, s.noise_density, s.mean_noise_span_length)[0]
+        if s.objective == "span"
+        else s.seq_len
+    )
+    raw = rng.integers(len(layout.specials.all), layout.base_size, size=(batch_size, block_len), dtype=np.int32)
+    raw[:, 0], raw[:, -1] = layout.specials.bos, layout.specials.eos
+    if s.objective == "mlm":
+        batch = mlm.mask_tokens(
+            raw, layout=layout, seed=s.seed, example_ids=rows, draws=np.zeros_like(rows), config=s.mlm,
+            max_predictions=s.max_predictions,
+        )
+    else:
+        inputs_length = s.seq_len
+        targets_length = span_corruption.random_spans_helper(s.seq_len, s.noise_density, s.mean_noise_span_length)[1]
+        batch = span_corruption.span_corrupt(
+            raw, layout=layout, seed=s.seed, example_ids=rows, draws=np.zeros_like(rows),
+            noise_density=s.noise_density, mean_noise_span_length=s.mean_noise_span_length,
+            inputs_length=inputs_length, targets_length=targets_length,
+        )
+    return batch | {"lang_id": np.zeros(batch_size, np.int32)}
+
+
 def build_pretrain_iterator(
     config: ml_collections.ConfigDict,
     tokenizer: Any,
