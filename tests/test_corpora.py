@@ -124,3 +124,79 @@ def test_tfds_source_reads_text_records(data_dir, monkeypatch):
     monkeypatch.setitem(sys.modules, "tensorflow_datasets", types.SimpleNamespace(data_source=data_source))
     assert corpora.read_source("tfds:wiki40b/en:1.3.0:validation", limit=4) == lines[:4]
     assert calls == [("wiki40b/en:1.3.0", "validation")]
+
+
+# -- the gold-tree corpus and every pretraining path's text (training.inputs) --------------------------------
+
+
+def _evaluation_file_keys(data_dir, lang: str) -> set[str]:
+    """Keys of the UD and XTREME UD-POS dev/test sentences of `lang`, read here from the files themselves."""
+    files = [path for split in ("dev", "test") for path in data_dir.glob(f"ud/{lang}_*/{split}.conllu.gz")]
+    keys = {corpora.sentence_key(t) for path in files for t in _texts(path)}
+    keys |= {corpora.sentence_key(" ".join(s.tokens)) for split in ("dev", "test")
+             for s in read_udpos_tsv(data_dir / f"ud/xtreme_udpos/{split}-{lang}.tsv.gz")}
+    return keys
+
+
+@pytest.mark.parametrize("lang", ["en", "fr"])
+def test_treebank_corpus_holds_train_trees_minus_evaluation_sentences_and_duplicates(data_dir, lang):
+    from xlt_jax.data.readers.conllu import read_conllu
+
+    trees = [s for path in corpora.ud_train_treebanks(lang, data_dir) for s in read_conllu(path)]
+    kept = corpora.treebank_sentences(lang, data_dir)
+    keys = lambda s: {corpora.sentence_key(s.text or ""), corpora.sentence_key(" ".join(s.forms))} - {""}
+    from_files = _evaluation_file_keys(data_dir, lang)
+    assert sum(bool(keys(s) & from_files) for s in trees) > 0  # train trees do repeat evaluation sentences
+    assert not any(keys(s) & from_files for s in kept)
+    # The train trees in file order, minus evaluation sentences (of any task; by text or by words) and repeats.
+    evaluation, seen, expected = corpora.evaluation_keys(lang, data_dir), set(), []
+    for s in trees:
+        key = corpora.sentence_key(" ".join(s.forms))
+        if not keys(s) & evaluation and key not in seen:
+            seen.add(key)
+            expected.append(s.forms)
+    assert [s.forms for s in kept] == expected
+    stats = corpora.treebank_stats(lang, data_dir)
+    assert stats["read"] == len(trees) == stats["kept"] + stats["evaluation"] + stats["duplicate"]
+    assert stats["kept"] == len(kept) and stats["evaluation"] > 0
+    assert corpora.read_source(f"treebank:{lang}", data_dir=data_dir) == [corpora.treebank_text(s) for s in kept]
+
+
+def test_treebank_corpus_needs_train_trees(data_dir):
+    with pytest.raises(ConfigError, match=r"treebank:hi: no UD train treebank \(ud/hi_\*/train"):
+        corpora.treebank_sentences("hi", data_dir)
+
+
+def test_read_source_removes_the_evaluation_sentences_of_a_language(data_dir):
+    ewt_train = corpora.read_source("conllu:ud/en_ewt/train.conllu.gz", data_dir=data_dir)
+    filtered = corpora.read_source("conllu:ud/en_ewt/train.conllu.gz", data_dir=data_dir, lang="en")
+    evaluation = _evaluation_file_keys(data_dir, "en")
+    assert sum(corpora.sentence_key(t) in evaluation for t in ewt_train) > 100
+    assert not any(corpora.sentence_key(t) in evaluation for t in filtered)
+    assert filtered == [t for t in ewt_train if corpora.sentence_key(t) not in corpora.evaluation_keys("en", data_dir)]
+    limit = 1 + next(i for i, t in enumerate(ewt_train) if corpora.sentence_key(t) in evaluation)
+    first = corpora.read_source("conllu:ud/en_ewt/train.conllu.gz", data_dir=data_dir, lang="en", limit=limit)
+    assert first == filtered[:limit] != ewt_train[:limit]  # the limit counts the sentences kept
+
+
+@pytest.mark.parametrize("config_file, arg, source", [
+    ("bilingual.py", "transform=inv", "lang:{lang}"),
+    ("bilingual.py", "transform=translit+syntax:fr", "treebank:{lang}"),
+    ("monolingual.py", "", "treebank:{lang}"),
+    ("monolingual.py", "", "conllu:ud/en_ewt/train.conllu.gz"),
+])
+def test_no_pretraining_path_reads_an_evaluation_sentence(data_dir, config_file, arg, source):
+    import pathlib
+    import runpy
+
+    from xlt_jax.training import inputs
+
+    configs = pathlib.Path(__file__).resolve().parents[1] / "configs" / "pretrain"
+    config = runpy.run_path(str(configs / config_file))["get_config"](arg)
+    config.corpus.source = source
+    texts, derived = inputs.load_texts(config)
+    evaluation = _evaluation_file_keys(data_dir, "en") | corpora.evaluation_keys("en", data_dir)
+    assert len(texts["en"]) > 10_000
+    assert not any(corpora.sentence_key(t) in evaluation for t in texts["en"])
+    if derived is not None:  # syntax: line i is line i reordered, so it comes from no evaluation sentence either
+        assert [sorted(t.split()) for t in derived] == [sorted(t.split()) for t in texts["en"]]

@@ -140,6 +140,34 @@ def test_syntax_keeps_pos_on_ud_trees_and_skips_tasks_without_trees(data_dir, tm
     assert by_name(perm)["evaluate/pos/crosslingual-bilingual-s42"].config.targets == "fr"
 
 
+def test_syntax_protocol_pretrains_both_models_on_the_same_original_sentences(data_dir, tmp_path):
+    """The monolingual twin reads the bilingual model's original side (the trees' sentences, not the whole
+    corpus), no evaluation sentence, and the plan names each model's corpus."""
+    from xlt_jax.data import corpora
+    from xlt_jax.training import inputs
+
+    steps = by_name(protocol.build_plan(get_config("transform=syntax:fr,tasks=pos,crosslingual=false,smoke"),
+                                        tmp_path))
+    bi, mono = steps["pretrain/bilingual"], steps["pretrain/monolingual"]
+    (bi_texts, derived), (mono_texts, mono_derived) = inputs.load_texts(bi.config), inputs.load_texts(mono.config)
+    original = bi_texts["en"]
+    assert mono_texts == bi_texts and mono_derived is None
+    assert len(original) == bi.config.corpus.max_sentences == 3000
+    assert [sorted(t.split()) for t in derived] == [sorted(t.split()) for t in original]  # line i reordered
+    assert sum(d != o for d, o in zip(derived, original, strict=True)) > len(original) // 2
+    evaluation = corpora.evaluation_keys("en")
+    assert not any(corpora.sentence_key(t) in evaluation for t in original)
+    words = sum(len(t.split()) for t in original)
+    for step in (bi, mono):
+        assert f"corpus treebank:en: {len(original):,} sentences, {words:,} words" in step.note
+    assert "+ the same sentences as en:syntax:fr" in bi.note
+
+    config = get_config("transform=syntax:fr,tasks=pos,crosslingual=false,smoke")
+    config.pretrain.bilingual.corpus.source = "lang:{lang}"  # the whole corpus has no trees to reorder
+    with pytest.raises(ConfigError, match="corpus.source must be 'treebank:{lang}'"):
+        protocol.build_plan(config, tmp_path)
+
+
 @pytest.mark.parametrize("arg, message", [
     ("transform=bogus", "transform"),
     ("transform=none", "derives no language"),
@@ -162,6 +190,7 @@ def test_dry_run_prints_the_plan_and_creates_nothing(data_dir, tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     assert "15 steps: 14 todo, 1 skip" in done.stdout
     assert "evaluate/pos/MZ-s42" in done.stdout and "2 epochs" in done.stdout
+    assert done.stdout.count("; corpus lang:en: 3,000 sentences,") == 2  # each pretraining run's corpus
     assert not workdir.exists()
 
 

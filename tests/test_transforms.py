@@ -463,6 +463,20 @@ def test_word_level_reordering_of_tagged_sentences(layout, wikiann, data_dir, se
         assert Counter(zip(out_w, out_t, strict=True)) == Counter(zip(words, tags, strict=True))
 
 
+def test_syntax_variant_is_chosen_in_the_spec(layout, data_dir):
+    """`syntax:LANG` samples an ordering (the default); `syntax:LANG[deterministic]` takes the likeliest."""
+    from xlt_jax.data.readers.conllu import read_conllu
+
+    sentence = max(read_conllu(data_dir / "ud/en_pud/test.conllu.gz"), key=len)
+    outputs = {}
+    for spec in ("syntax:fr", "syntax:fr[deterministic]"):
+        t = parse(spec, layout).for_task("pos")
+        outputs[spec] = {tuple(t.apply_words(sentence.forms, seed=seed, example_id=0, sentence=sentence)[0])
+                         for seed in range(5)}
+    assert parse("syntax:fr", layout).syntax.impl.reorderer.variant == "sampled"
+    assert len(outputs["syntax:fr"]) > 1 and len(outputs["syntax:fr[deterministic]"]) == 1
+
+
 def test_syntax_word_stage_composes_with_translit(layout, tok, data_dir):
     """`translit+syntax:hi`: the tree reorders the words (tags travel), then translit shifts their ids."""
     import itertools
@@ -587,6 +601,8 @@ def test_qa_refuses_reorderings_without_span_mapping(layout, spec):
         ("syntax:hi", "syntax:hi", 1, ["syntax:hi"], []),
         ("translit+syntax:hi", "translit+syntax:hi", 2, ["syntax:hi"], ["translit"]),
         ("syntax:fr+inv", "syntax:fr+inv", 1, ["syntax:fr"], ["inv"]),
+        ("syntax:fr[deterministic]", "syntax:fr[deterministic]", 1, ["syntax:fr[deterministic]"], []),
+        ("syntax:fr[sampled]", "syntax:fr", 1, ["syntax:fr"], []),
         ("inv@word", "inv@word", 1, ["inv@word"], []),
         ("translit+perm@word", "translit+perm@word", 2, ["perm@word"], ["translit"]),
         (" Translit + INV ", "translit+inv", 2, [], ["inv", "translit"]),
@@ -608,6 +624,7 @@ def test_parse_specs(layout, spec, name, copies, words, ids):
         ("translit+translit", {}, "transliteration twice"),
         ("syntax:hi+perm@word", {}, "both word-level"),
         ("syntax:", {}, "unknown transformation"),
+        ("syntax:fr[greedy]", {}, "bad syntax option 'greedy'"),
         ("translit[keep=2]", {}, "keep fraction"),
         ("translit[nope]", {}, "bad transliteration option"),
         ("inv", {"level": "char"}, "level"),

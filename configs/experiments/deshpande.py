@@ -36,6 +36,9 @@ Every knob of the nested runs is visible and overridable, e.g. `--config.finetun
 `--config.pretrain.bilingual.train.steps=100000`, `--config.evaluate.tatoeba.max_examples=500`.
 `lang`, `transform`, `tasks` and `seeds` at the top level are authoritative: the plan writes them into
 the nested configs (data.langs / data.transform / lang / train_transform / seed).
+The monolingual model pretrains on the bilingual model's original side: the plan copies
+`pretrain.bilingual.corpus.source` and `max_sentences` into it (for `syntax:LANG`: `treebank:{lang}`, the
+UD train trees' sentences, not the language's whole corpus). The plan shows each model's corpus.
 """
 
 import pathlib

@@ -87,9 +87,10 @@ def pretrain_config(
     c.seed = 42  # parameter init and dropout keys (the data has its own data.seed)
 
     c.corpus = ml_collections.ConfigDict(dict(
-        # Text of each language: a source string with {lang}: lang:{lang} = every pretraining text of the data
-        # directory minus evaluation sentences; or text:PATH, conllu:PATH, tfds:NAME:SPLIT (xlt_jax.data.corpora).
-        source="lang:{lang}",
+        # Text of each language (evaluation sentences always removed): a source string with {lang}: lang:{lang} =
+        # every pretraining text of the data directory; treebank:{lang} = the UD train trees' sentences, which a
+        # syntax-derived language is made of (its default); or text:PATH, conllu:PATH, tfds:NAME:SPLIT.
+        source="treebank:{lang}" if "syntax:" in transform else "lang:{lang}",
         max_sentences=0,  # keep the first N sentences per language (0 = all)
         derived_source="",  # derived language's text made offline (e.g. syntax:hi from UD trees), {lang} allowed
     ))

@@ -23,6 +23,10 @@ evaluation sentence (`do n't` in UD-POS, `don't` in UD text) is excluded too. Th
 deduplicates: the first occurrence wins, so raw-text forms beat tokenized ones. SQuAD paragraphs are
 split into sentences with a punctuation regex because every other source is sentence level and
 SentencePiece skips over-long lines; paragraphs XQuAD uses are dropped whole before splitting.
+
+A syntax-derived language needs gold trees: `treebank_sentences(lang)` are the UD train trees minus
+evaluation sentences and duplicates (source string `treebank:LANG`, their words joined by spaces), the
+original side that both models of a syntax protocol pretrain on.
 """
 
 from __future__ import annotations
@@ -36,11 +40,12 @@ import unicodedata
 from collections.abc import Callable, Iterable, Iterator
 
 from xlt_jax.data import paths
-from xlt_jax.data.readers.conllu import read_conllu
+from xlt_jax.data.readers.conllu import Sentence, read_conllu
 from xlt_jax.data.readers.nli import read_sick, read_xnli
 from xlt_jax.data.readers.squad import read_squad
 from xlt_jax.data.readers.tagging import read_udpos_tsv, read_wikiann
 from xlt_jax.data.readers.text import read_lines
+from xlt_jax.data.readers.tfds import tfds_sentences
 from xlt_jax.errors import ConfigError
 
 # ISO 639-1 -> the ISO 639-3 code of the LASER Tatoeba files.
@@ -48,6 +53,7 @@ TATOEBA_CODES = {
     "ar": "ara", "bg": "bul", "de": "deu", "el": "ell", "en": "eng", "es": "spa", "fr": "fra", "hi": "hin",
     "ro": "ron", "ru": "rus", "sw": "swh", "th": "tha", "tr": "tur", "ur": "urd", "vi": "vie", "zh": "cmn",
 }  # fmt: skip
+SOURCE_KINDS = ("text", "conllu", "tfds", "lang", "treebank")  # source strings, see `read_source`
 _LANG_CODE = re.compile(r"[a-z]{2,3}")
 # Zero-width characters XTREME strips from tokens; they must not make two copies of a sentence differ.
 _ZERO_WIDTH = re.compile("[\u200b\u200c\u200d\u2060\ufeff]")
@@ -322,45 +328,61 @@ def corpus_stats(
     return [dict(s) for s in _build_corpus(lang, _root(data_dir), exclude_eval)[1]]
 
 
-# -- source strings --------------------------------------------------------------------------------
+# -- the gold-tree corpus of syntax-derived languages -----------------------------------------------
 
 
-def tfds_sentences(
-    name: str, split: str, limit: int | None = None, *, feature: str | None = None
-) -> list[str]:
-    """Text of a TensorFlow Datasets split (e.g. `wiki40b/en`, `train`), via TFDS's random-access data source.
+def treebank_text(sentence: Sentence) -> str:
+    """A tree's words joined by spaces: the text both sides of a syntax-derived corpus are made of."""
+    return " ".join(sentence.forms)
 
-    `tfds.data_source` reads prepared array_record files without TensorFlow (ENV_NOTES §1). The text
-    field is `feature`, else the first of `text`/`sentence`/`content`. wiki40b markup
-    (`_START_PARAGRAPH_`, `_NEWLINE_`) is turned into one line per paragraph line; headings are dropped.
+
+def treebank_sentences(lang: str, data_dir: str | os.PathLike | None = None) -> list[Sentence]:
+    """`lang`'s UD train trees minus evaluation sentences and duplicates, in file order (cached per process).
+
+    What a syntax-derived language is made of, and (as `treebank_text`, the `treebank:LANG` source) the
+    original side that both models of a syntax protocol pretrain on. A tree is dropped when its `# text` or
+    its words match an evaluation sentence (the words of French `du` are `de le`).
     """
-    try:
-        import tensorflow_datasets as tfds
-    except ImportError as e:
-        raise ConfigError(
-            f"source tfds:{name}:{split} needs the `tfds` extra (pip install 'xlt_jax[tfds]'): {e}"
-        ) from e
-    source = tfds.data_source(name, split=split)
-    count = len(source) if limit is None else min(int(limit), len(source))
-    out: list[str] = []
-    for index in range(count):
-        record = source[index]
-        field = feature or next((k for k in ("text", "sentence", "content") if k in record), None)
-        if field is None or field not in record:
-            raise ConfigError(f"source tfds:{name}:{split}: no text feature {feature!r} in {sorted(record)}")
-        value = record[field]
-        text = value.decode("utf-8") if isinstance(value, bytes) else str(value)
-        out.extend(_wiki40b_lines(text) if "_START_" in text else [t for t in text.splitlines() if t.strip()])
-    return out
+    _check_code(lang)
+    return list(_treebank_corpus(lang, _root(data_dir))[0])
 
 
-def _wiki40b_lines(text: str) -> list[str]:
-    lines: list[str] = []
-    blocks = text.split("_START_PARAGRAPH_")[1:]
-    for block in blocks:
-        paragraph = block.split("_START_SECTION_")[0].split("_START_ARTICLE_")[0]
-        lines.extend(s.strip() for s in paragraph.split("_NEWLINE_") if s.strip())
-    return lines
+def treebank_stats(lang: str, data_dir: str | os.PathLike | None = None) -> dict[str, int]:
+    """Trees behind `treebank_sentences(lang)`: `read` = `kept` + `evaluation` + `duplicate`."""
+    _check_code(lang)
+    return dict(_treebank_corpus(lang, _root(data_dir))[1])
+
+
+@functools.lru_cache(maxsize=8)
+def _treebank_corpus(lang: str, root: pathlib.Path) -> tuple[tuple[Sentence, ...], dict[str, int]]:
+    paths = ud_train_treebanks(lang, root)
+    if not paths:
+        raise ConfigError(f"treebank:{lang}: no UD train treebank (ud/{lang}_*/train.conllu.gz) in {root}")
+    exclude = _evaluation_keys(lang, root)
+    seen: set[str] = set()
+    kept: list[Sentence] = []
+    counts = dict.fromkeys(("read", "kept", "evaluation", "duplicate"), 0)
+    for sentence in (s for path in paths for s in read_conllu(path)):
+        key = sentence_key(treebank_text(sentence))
+        counts["read"] += 1
+        if key in exclude or (sentence.text and sentence_key(sentence.text) in exclude):
+            counts["evaluation"] += 1
+        elif key in seen:
+            counts["duplicate"] += 1
+        else:
+            seen.add(key)
+            kept.append(sentence)
+            counts["kept"] += 1
+    return tuple(kept), counts
+
+
+def drop_evaluation(sentences: Iterable[str], lang: str, data_dir: str | os.PathLike | None = None) -> list[str]:
+    """`sentences` without `lang`'s evaluation sentences (by `sentence_key`)."""
+    exclude = evaluation_keys(lang, data_dir)
+    return [s for s in sentences if sentence_key(s) not in exclude]
+
+
+# -- source strings --------------------------------------------------------------------------------
 
 
 def _resolve(path: str, data_dir: str | os.PathLike | None) -> pathlib.Path:
@@ -370,17 +392,20 @@ def _resolve(path: str, data_dir: str | os.PathLike | None) -> pathlib.Path:
 
 
 def read_source(
-    spec: str, *, data_dir: str | os.PathLike | None = None, limit: int | None = None
+    spec: str, *, data_dir: str | os.PathLike | None = None, limit: int | None = None, lang: str | None = None
 ) -> list[str]:
-    """Sentences of a source string: `text:PATH`, `conllu:PATH`, `tfds:NAME:SPLIT` or `lang:LANG`.
+    """Sentences of a source string: `text:PATH`, `conllu:PATH`, `tfds:NAME:SPLIT`, `lang:LANG`, `treebank:LANG`.
 
-    Relative PATHs that do not exist from the working directory are looked up in the data directory
+    `lang:LANG` is `pretraining_sentences(LANG)`, `treebank:LANG` the words of `treebank_sentences(LANG)`;
+    both hold no evaluation sentence of LANG. With `lang`, evaluation sentences of that language are also
+    removed from the other kinds (before `limit`; for `tfds:` after reading `limit` records). Relative PATHs
+    that do not exist from the working directory are looked up in the data directory
     (`conllu:ud/en_ewt/train.conllu.gz`). `tfds:` takes the split after the LAST colon, so versioned
     names work (`tfds:wiki40b/en:1.3.0:train`). `limit` keeps the first sentences.
     """
     kind, sep, rest = spec.partition(":")
     if not sep or not rest:
-        raise ConfigError(f"source {spec!r}: expected KIND:ARG with KIND in text, conllu, tfds, lang")
+        raise ConfigError(f"source {spec!r}: expected KIND:ARG with KIND in {', '.join(SOURCE_KINDS)}")
     if kind == "text":
         sentences = [s.strip() for s in read_lines(_resolve(rest, data_dir))]
     elif kind == "conllu":
@@ -389,9 +414,13 @@ def read_source(
         name, sep, split = rest.rpartition(":")
         if not sep or not name or not split:
             raise ConfigError(f"source {spec!r}: expected tfds:NAME:SPLIT")
-        return tfds_sentences(name, split, limit)
+        sentences = tfds_sentences(name, split, limit)
     elif kind == "lang":
         sentences = pretraining_sentences(rest, data_dir)
+    elif kind == "treebank":
+        sentences = [treebank_text(s) for s in treebank_sentences(rest, data_dir)]
     else:
-        raise ConfigError(f"source {spec!r}: unknown kind {kind!r}; expected text, conllu, tfds or lang")
+        raise ConfigError(f"source {spec!r}: unknown kind {kind!r}; expected one of {', '.join(SOURCE_KINDS)}")
+    if lang is not None and kind in ("text", "conllu", "tfds"):
+        sentences = drop_evaluation(sentences, lang, data_dir)
     return sentences if limit is None else sentences[:limit]

@@ -7,7 +7,8 @@ r"""The BZ / BS / MZ protocol runner (Deshpande et al. 2022, REFERENCE_SPEC §4.
 The experiment is a *plan*: a list of `Step`s computed from the config alone (no compute), printed first.
 
   pretrain/bilingual                    LANG + LANG:T                     (or `reuse` of a given run)
-  pretrain/monolingual                  LANG only (the bilingual run's tokenizer)
+  pretrain/monolingual                  LANG only: the bilingual run's original sentences and tokenizer
+  (each pretraining step's note gives its corpus: source, sentences and words)
   finetune/TASK/bilingual-original-sS   bilingual model on the original training data
   finetune/TASK/bilingual-derived-sS    bilingual model on the derived (T) training data
   finetune/TASK/monolingual-original-sS monolingual model on the original training data
@@ -186,12 +187,23 @@ def crosslingual_langs(config: ml_collections.ConfigDict, task: str, offered: Ca
     return [lang for lang in wanted if lang != config.lang]
 
 
-def _pretrain_steps(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> dict[str, Step]:
+def describe_corpus(run_config: ml_collections.ConfigDict) -> str:
+    """A pretraining run's corpus: source, sentences and words of its original side, and its derived side."""
+    from xlt_jax.training import inputs
+
+    return inputs.describe_corpus(run_config)
+
+
+def _pretrain_steps(config: ml_collections.ConfigDict, workdir: pathlib.Path,
+                    corpus: Callable[[ml_collections.ConfigDict], str]) -> dict[str, Step]:
     lang, spec = config.lang, config.transform
     bi = copy.deepcopy(config.pretrain.bilingual)
     bi.data.langs, bi.data.transform = lang, spec
     mono = copy.deepcopy(config.pretrain.monolingual)
     mono.data.langs, mono.data.transform = lang, results.IDENTITY
+    # The monolingual twin pretrains on exactly the bilingual model's original side (for syntax: the trees'
+    # sentences, `treebank:LANG`, not the whole corpus of the language).
+    mono.corpus.source, mono.corpus.max_sentences = bi.corpus.source, bi.corpus.max_sentences
     out = {}
     given = {"bilingual": config.pretrain.bilingual_dir, "monolingual": config.pretrain.monolingual_dir}
     for model, run_config in (("bilingual", bi), ("monolingual", mono)):
@@ -209,6 +221,7 @@ def _pretrain_steps(config: ml_collections.ConfigDict, workdir: pathlib.Path) ->
                 f"{run_config.data.global_batch_size} x {run_config.data.seq_len}")
         if after:
             note += " (tokenizer of pretrain/bilingual)"
+        note += f"; corpus {corpus(run_config)}"
         out[model] = Step(name, "pretrain", workdir=workdir / name, config=run_config, after=after, note=note)
     return out
 
@@ -248,9 +261,11 @@ def _finetune(config: ml_collections.ConfigDict, task: str, seed: int, model: st
 
 
 def build_plan(config: ml_collections.ConfigDict, workdir: str | os.PathLike, *,
-               offered: Callable[[str, str], list[str]] = offered_langs) -> list[Step]:
+               offered: Callable[[str, str], list[str]] = offered_langs,
+               corpus: Callable[[ml_collections.ConfigDict], str] = describe_corpus) -> list[Step]:
     """The protocol's steps in execution order (pure: reads no checkpoint; `offered` lists the languages the
-    data holds for a (task, split), used only for the cross-lingual targets left to "every language")."""
+    data holds for a (task, split), used only for the cross-lingual targets left to "every language";
+    `corpus` describes a pretraining run's text for its note, reading it, which also checks it)."""
     workdir = pathlib.Path(workdir).resolve()
     names = experiment_tasks(config)
     seeds = experiment_seeds(config)
@@ -263,7 +278,7 @@ def build_plan(config: ml_collections.ConfigDict, workdir: str | os.PathLike, *,
         )
     resized = "vocabulary resized to 2V rows, the new rows untrained" if transform.copies > 1 else ""
 
-    pre = _pretrain_steps(config, workdir)
+    pre = _pretrain_steps(config, workdir, corpus)
     plan = [pre["bilingual"], pre["monolingual"]]
     for task in names:
         reason = skip_reason(task, transform)

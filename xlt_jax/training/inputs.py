@@ -1,10 +1,11 @@
 """What a pretraining run reads: the text of each language, the tokenizer and the input pipeline.
 
 Text comes from `config.corpus.source` (a `xlt_jax.data.corpora.read_source` string with `{lang}`; by default
-every pretraining text of the data directory minus evaluation sentences). A derived language with a syntax
-stage (`syntax:hi`, `translit+syntax:hi`) needs gold trees: unless `corpus.derived_source` gives its text,
-both sides are then built from the language's UD train treebanks, line-aligned (derived line i = reordered
-original line i), as the reference does offline.
+every pretraining text of the data directory), always without the language's evaluation sentences. A derived
+language with a syntax stage (`syntax:hi`, `translit+syntax:hi[deterministic]`) needs gold trees: unless
+`corpus.derived_source` gives its text, the source must be `treebank:{lang}` (the UD train trees minus
+evaluation sentences), and the derived line i is the reordered tree of original line i, as the reference
+makes it offline. A monolingual twin reading `treebank:{lang}` pretrains on exactly that original side.
 """
 
 from __future__ import annotations
@@ -19,12 +20,14 @@ import jax
 import ml_collections
 from jax.experimental import multihost_utils
 
-from xlt_jax.data import corpora
+from xlt_jax.data import corpora, transforms
 from xlt_jax.data.pretrain import pipeline
 from xlt_jax.data.tokenizer import Tokenizer, train_tokenizer
+from xlt_jax.data.vocab import VocabLayout
 from xlt_jax.errors import ConfigError
 
 TOKENIZER_DIR = "tokenizer"
+TREEBANK_SOURCE = "treebank:{lang}"  # corpus.source of a syntax-derived language's original side
 _SYNTAX_PART = re.compile(r"(?:^|\+)syntax:([A-Za-z][A-Za-z0-9_-]*)")
 
 
@@ -42,40 +45,93 @@ def syntax_target(transform: str) -> str | None:
     return match.group(1) if match else None
 
 
-def treebank_texts(lang: str, target: str, seed: int, limit: int | None) -> tuple[list[str], list[str]]:
-    """Original and syntax-reordered sentences of `lang`'s UD train treebanks (gold trees), line-aligned."""
-    from xlt_jax.data.readers.conllu import read_conllu
-    from xlt_jax.data.transforms.syntax import SyntaxReorderer, reorder_treebank
+def derives_from_trees(config: ml_collections.ConfigDict) -> bool:
+    """Whether the derived language is made here from gold trees (a syntax stage, no `corpus.derived_source`)."""
+    return syntax_target(config.data.transform) is not None and not config.corpus.derived_source
 
-    sentences = [s for path in corpora.ud_train_treebanks(lang) for s in read_conllu(path)][:limit]
-    if not sentences:
+
+def check_corpus(config: ml_collections.ConfigDict) -> None:
+    """Refuse, before reading anything, a syntax-derived language whose original side is not its trees' text."""
+    if not derives_from_trees(config):
+        return
+    langs = languages(config)
+    if len(langs) != 1:
+        raise ConfigError(f"data.transform={config.data.transform!r} needs exactly one language, got {langs}")
+    if config.corpus.source.format(lang=langs[0]) != TREEBANK_SOURCE.format(lang=langs[0]):
         raise ConfigError(
-            f"data.transform syntax:{target} needs gold UD trees of {lang!r}, and the data directory has no "
-            f"train treebank for it; give the derived text in corpus.derived_source"
+            f"data.transform={config.data.transform!r} reorders gold UD trees, so corpus.source must be "
+            f"{TREEBANK_SOURCE!r} (the original side is the trees' sentences), got {config.corpus.source!r}; "
+            "or give the derived text in corpus.derived_source"
         )
-    derived = reorder_treebank(sentences, SyntaxReorderer(target), seed)
-    return [" ".join(s.forms) for s in sentences], [" ".join(words) for words in derived]
+
+
+def original_texts(config: ml_collections.ConfigDict) -> dict[str, list[str]]:
+    """Each natural language's sentences from `corpus.source`, without its evaluation sentences."""
+    check_corpus(config)
+    texts = {}
+    for lang in languages(config):
+        spec = config.corpus.source.format(lang=lang)
+        texts[lang] = corpora.read_source(spec, limit=_limit(config), lang=lang)
+        if not texts[lang]:
+            raise ConfigError(f"corpus.source={spec!r}: no sentence of {lang!r} that is not evaluation data")
+    return texts
+
+
+def treebank_texts(lang: str, transform: str, seed: int, limit: int | None) -> tuple[list[str], list[str]]:
+    """Original and syntax-reordered sentences of `treebank_sentences(lang)` (gold trees), line-aligned.
+
+    `transform`'s syntax stage (with its variant) reorders; other stages (translit) run later on ids.
+    """
+    from xlt_jax.data.transforms.syntax import reorder_treebank
+
+    stage = transforms.parse(transform, VocabLayout(base_size=1000)).syntax  # V only sizes ids: irrelevant here
+    if stage is None:
+        raise ConfigError(f"data.transform={transform!r} has no syntax stage to make a treebank corpus with")
+    sentences = corpora.treebank_sentences(lang)[:limit]
+    derived = reorder_treebank(sentences, stage.impl, seed)
+    return [corpora.treebank_text(s) for s in sentences], [" ".join(words) for words in derived]
 
 
 def load_texts(config: ml_collections.ConfigDict) -> tuple[dict[str, list[str]], list[str] | None]:
     """(sentences of each natural language, derived-language sentences made outside the pipeline or None)."""
+    texts = original_texts(config)
+    for lang, sentences in texts.items():
+        logging.info("corpus %s: %d sentences from %s", lang, len(sentences), config.corpus.source.format(lang=lang))
     langs = languages(config)
-    target = syntax_target(config.data.transform)
-    if target is not None and not config.corpus.derived_source:
-        if len(langs) != 1:
-            raise ConfigError(f"data.transform={config.data.transform!r} needs exactly one language")
-        original, derived = treebank_texts(langs[0], target, int(config.data.transform_seed), _limit(config))
-        logging.info("corpus %s: %d UD train sentences, reordered toward %s", langs[0], len(original), target)
-        return {langs[0]: original}, derived
-    texts = {}
-    for lang in langs:
-        spec = config.corpus.source.format(lang=lang)
-        texts[lang] = corpora.read_source(spec, limit=_limit(config))
-        logging.info("corpus %s: %d sentences from %s", lang, len(texts[lang]), spec)
+    if derives_from_trees(config):
+        original, derived = treebank_texts(
+            langs[0], config.data.transform, int(config.data.transform_seed), _limit(config)
+        )
+        if original != texts[langs[0]]:  # check_corpus makes them one list; a mismatch would misalign the sides
+            raise ConfigError(f"corpus.source={config.corpus.source!r} does not give the trees' sentences")
+        logging.info("corpus %s: those sentences reordered by %s", langs[0], config.data.transform)
+        return texts, derived
     derived = None
     if config.corpus.derived_source:
         derived = corpora.read_source(config.corpus.derived_source.format(lang=langs[0]), limit=_limit(config))
     return texts, derived
+
+
+def describe_corpus(config: ml_collections.ConfigDict) -> str:
+    """`SOURCE: N sentences, W words` of each language and what the derived side is, for plans and logs.
+
+    Words are whitespace-separated (tokens are known only once a tokenizer exists).
+    """
+    texts = original_texts(config)
+    parts = [
+        f"{config.corpus.source.format(lang=lang)}: {len(s):,} sentences, {sum(len(t.split()) for t in s):,} words"
+        for lang, s in texts.items()
+    ]
+    transform = str(config.data.transform)
+    if transform not in ("", "none") and len(texts) == 1:
+        lang = next(iter(texts))
+        if config.corpus.derived_source:
+            parts.append(f"{lang}:{transform} from {config.corpus.derived_source.format(lang=lang)}")
+        elif config.data.mode == "monolingual":
+            parts.append(f"(as {lang}:{transform} alone)")
+        else:
+            parts.append(f"+ the same sentences as {lang}:{transform}")
+    return " ".join(parts)
 
 
 def load_or_train_tokenizer(

@@ -29,7 +29,7 @@ from xlt_jax.data.transforms.translit import Transliteration
 from xlt_jax.data.vocab import VocabLayout
 from xlt_jax.errors import TransformError
 
-VALID_PARTS = ("none", "inv", "perm", "translit", "syntax:LANG", "inv@word", "perm@word")
+VALID_PARTS = ("none", "inv", "perm", "translit", "syntax:LANG", "syntax:LANG[deterministic]", "inv@word", "perm@word")
 EXAMPLES = ("translit+inv", "translit+perm", "translit+syntax:hi", "perm@word")
 OPTIONS = ("level", "shift_special", "keep_fraction", "keep_seed", "syntax_opts")
 
@@ -44,7 +44,8 @@ TASKS = {
 
 _REORDER = re.compile(r"^(inv|perm)(?:@(word|subword))?$")
 _TRANSLIT = re.compile(r"^translit(?:\[([^\]]*)\])?$")
-_SYNTAX = re.compile(r"^syntax:([A-Za-z][A-Za-z0-9_-]*)$")
+_SYNTAX = re.compile(r"^syntax:([A-Za-z][A-Za-z0-9_-]*)(?:\[([^\]]*)\])?$")
+SYNTAX_VARIANTS = ("sampled", "deterministic")  # in the spec: syntax:LANG[deterministic]; sampled is the default
 
 
 def sub_example_id(example_id: int, part: int) -> int:
@@ -62,7 +63,8 @@ class _LazySyntax:
 
     @property
     def name(self) -> str:
-        return f"syntax:{self.lang}"
+        deterministic = self.options.get("variant") == "deterministic"
+        return f"syntax:{self.lang}" + ("[deterministic]" if deterministic else "")
 
     @property
     def impl(self) -> Any:
@@ -329,6 +331,17 @@ def _translit_options(text: str | None, defaults: dict[str, Any], spec: str) -> 
     return options
 
 
+def _syntax_options(text: str | None, defaults: Mapping[str, Any], spec: str) -> dict[str, Any]:
+    """`syntax:fr[deterministic]` over the `syntax_opts` keyword defaults."""
+    options = dict(defaults)
+    if text is not None:
+        variant = text.strip().lower()
+        if variant not in SYNTAX_VARIANTS:
+            raise TransformError(f"bad syntax option {text!r} in spec {spec!r}; valid: {', '.join(SYNTAX_VARIANTS)}")
+        options["variant"] = variant
+    return options
+
+
 def _unknown(part: str, spec: str) -> TransformError:
     return TransformError(
         f"unknown transformation {part!r} in spec {spec!r}; valid parts: {', '.join(VALID_PARTS)} "
@@ -341,7 +354,8 @@ def parse(spec: str, layout: VocabLayout, **opts: Any) -> Transform:
 
     Options: `level` ("subword" default, or "word") for inv/perm written without `@level`;
     `shift_special`, `keep_fraction` (exact share of shiftable ids left unshifted), `keep_seed` for
-    transliteration; `syntax_opts` (dict) passed to the syntax reorderer.
+    transliteration; `syntax_opts` (dict) passed to the syntax reorderer (`syntax:LANG[deterministic]` in the
+    spec overrides its `variant`; the default is the sampled one).
     """
     unknown_opts = sorted(set(opts) - set(OPTIONS))
     if unknown_opts:
@@ -371,7 +385,7 @@ def parse(spec: str, layout: VocabLayout, **opts: Any) -> Transform:
         elif m := _SYNTAX.match(part):
             if syntax is not None:
                 raise TransformError(f"spec {spec!r} has two syntax targets")
-            syntax = _LazySyntax(m.group(1).lower(), opts.get("syntax_opts", {}))
+            syntax = _LazySyntax(m.group(1).lower(), _syntax_options(m.group(2), opts.get("syntax_opts", {}), spec))
         else:
             raise _unknown(part, spec)
     if syntax is not None and reorder is not None and reorder.level == "word":

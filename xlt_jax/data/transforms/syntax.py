@@ -1,299 +1,70 @@
-"""Syntax transformation: reorder a sentence's gold UD tree to another language's head directions.
+"""Syntax transformation: reorder a sentence's gold UD tree into orders the target language shows.
 
-This is the "simpler faithful alternative" of REFERENCE_SPEC §1.6: instead of Galactic Dependencies'
-log-linear orderings over Stanza parses, dependents of noun heads (NOUN/PROPN/PRON) and verb heads
-(VERB, optionally AUX) are ordered by how often the target language puts each dependency relation before
-its head, estimated from the target language's UD treebanks. Each dependent moves together with its whole
-subtree, so the output is a projective linearisation of the same tree and every word keeps its tags
+This is the "simpler faithful alternative" of REFERENCE_SPEC §1.6 to Galactic Dependencies' log-linear
+orderings over Stanza parses: the units of every noun head (NOUN/PROPN/PRON) and verb head (VERB,
+optionally AUX) -- the head itself and each dependent with its whole subtree -- are put in an order drawn
+from the target language's pairwise order statistics (`syntax_stats.OrderStats`, estimated from its UD
+treebanks). The output is a projective linearisation of the same tree, and every word keeps its tags
 exactly (callers carry per-word arrays through the returned permutation; no string matching).
 
-Ordering of one head's units `[head] + children`: dependents with p(before) > 0.5 go to the left in
-decreasing p(before) (the most strongly head-final relations outermost), the others to the right in
-increasing p(before) (the most strongly head-initial relations next to the head); ties keep the original
-order. The sampled variant draws each dependent's side from Bernoulli(p(before)) and orders each side by
-a Plackett-Luce draw whose mode is the deterministic order (weights = the odds of the side's direction),
-which is closer to Galactic's sampling of one ordering. All draws are keyed by (seed, example id).
+A head's dependents are placed in two steps. Sides: each dependent goes before the head with the
+target's p(before) for its relation (`choose_sides`). Within a side: the dependents are ordered one
+position at a time, left to right (`sequential_order`); a dependent that some remaining one must precede
+cannot be placed, and among the others dependent u has weight prod_v P(u before v | same side) over the
+remaining v -- its chance to come first if the pairs were independent. Sampling the sides first keeps
+each relation's side distribution exact, which a product of pairwise probabilities with the head as a unit
+would squash toward the majority side. An order the target (almost) never shows has probability 0 in the
+statistics and is never produced: not within a side, and not across the head either, since a side that
+would put a dependent on the wrong side of a sibling is switched when the other side is free of conflicts.
+
+The sampled variant (the default; the reference samples one Galactic ordering too) draws sides and
+positions from uniforms keyed by (seed, example id, word); the deterministic variant
+(`syntax:LANG[deterministic]`) takes the likelier side and the heaviest dependent, ties in source order.
+Dependents with the same relation (e.g. two conjuncts) keep their source order.
 """
 
 from __future__ import annotations
 
-import functools
 import math
 import os
-from collections.abc import Container, Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from typing import Literal
 
 import numpy as np
 
 from xlt_jax.data import hashing
-from xlt_jax.data.paths import data_dir as default_data_dir
-from xlt_jax.data.readers.conllu import Sentence, read_conllu
+from xlt_jax.data.readers.conllu import Sentence
+from xlt_jax.data.transforms.syntax_stats import LEFT, RIGHT, OrderStats, head_class, language_stats
+from xlt_jax.data.transforms.syntax_trees import (
+    is_projective,
+    linearise,
+    original_units,
+    parents_of,
+    projectivize,
+)
 from xlt_jax.errors import ConfigError, TransformError
 
-NOUN = "NOUN"
-VERB = "VERB"
-NOUN_UPOS = frozenset({"NOUN", "PROPN", "PRON"})
-VERB_UPOS = frozenset({"VERB"})
-VERB_UPOS_WITH_AUX = frozenset({"VERB", "AUX"})
-
-# Treebanks (relative to the data directory) whose trees give each target language's head directions.
-# Hindi and Arabic have only PUD as CoNLL-U here (HDTB/PADT are missing, see shared/data/MANIFEST.md).
-TREEBANKS: dict[str, tuple[str, ...]] = {
-    "en": ("ud/en_ewt/train.conllu.gz", "ud/en_pud/test.conllu.gz"),
-    "fr": ("ud/fr_sequoia/train.conllu.gz", "ud/fr_partut/train.conllu.gz", "ud/fr_pud/test.conllu.gz"),
-    "hi": ("ud/hi_pud/test.conllu.gz",),
-    "ar": ("ud/ar_pud/test.conllu.gz",),
-}
-
-Variant = Literal["deterministic", "sampled"]
+Variant = Literal["sampled", "deterministic"]
 NonProjective = Literal["skip", "projectivize"]
-_VARIANTS = ("deterministic", "sampled")
-_NONPROJECTIVE = ("skip", "projectivize")
+VARIANTS = ("sampled", "deterministic")
+NONPROJECTIVE = ("skip", "projectivize")
 _RNG_SALT = 0x5E7A  # separates the syntax draws from other users of (seed, example_id) keys
-
-
-def head_class(upos: str, *, include_aux: bool = False) -> str | None:
-    """NOUN or VERB for heads whose dependents get reordered, None for every other head."""
-    if upos in NOUN_UPOS:
-        return NOUN
-    if upos in (VERB_UPOS_WITH_AUX if include_aux else VERB_UPOS):
-        return VERB
-    return None
-
-
-def base_deprel(deprel: str) -> str:
-    """Universal relation without its language-specific subtype: `nmod:poss` -> `nmod`."""
-    return deprel.split(":", 1)[0]
-
-
-@dataclass
-class HeadDirectionStats:
-    """Per (head class, deprel) counts of dependents before their head, with hierarchical smoothing.
-
-    p(before | class, deprel) is shrunk towards p(before | class, base deprel), which is shrunk towards
-    the class's global share of dependents before the head; `smoothing` is the pseudo-count of each
-    step. So rare subtypes borrow from their base relation and unseen relations get the class prior.
-    """
-
-    before: dict[tuple[str, str], int] = field(default_factory=dict)
-    total: dict[tuple[str, str], int] = field(default_factory=dict)
-    include_aux: bool = False
-    smoothing: float = 2.0
-    _cache: dict[tuple[str, str], float] = field(default_factory=dict, init=False, repr=False, compare=False)
-
-    @classmethod
-    def from_sentences(
-        cls, sentences: Iterable[Sentence], *, include_aux: bool = False, smoothing: float = 2.0
-    ) -> HeadDirectionStats:
-        stats = cls(include_aux=include_aux, smoothing=smoothing)
-        for sentence in sentences:
-            stats.add(sentence)
-        return stats
-
-    @classmethod
-    def from_treebanks(
-        cls, paths: Iterable[str | os.PathLike], *, include_aux: bool = False, smoothing: float = 2.0
-    ) -> HeadDirectionStats:
-        stats = cls(include_aux=include_aux, smoothing=smoothing)
-        for path in paths:
-            for sentence in read_conllu(path):
-                stats.add(sentence)
-        return stats
-
-    def add(self, sentence: Sentence) -> None:
-        """Count every dependent of a noun or verb head in one sentence."""
-        self._cache.clear()
-        for dep, head in enumerate(sentence.heads.tolist()):
-            if head == 0:
-                continue
-            klass = head_class(sentence.upos[head - 1], include_aux=self.include_aux)
-            if klass is None:
-                continue
-            key = (klass, sentence.deprels[dep])
-            self.total[key] = self.total.get(key, 0) + 1
-            self.before[key] = self.before.get(key, 0) + int(dep < head - 1)
-
-    def p_before(self, klass: str, deprel: str) -> float:
-        """Smoothed probability that a `deprel` dependent of a `klass` head precedes it."""
-        key = (klass, deprel)
-        if key not in self._cache:
-            self._cache[key] = self._estimate(klass, deprel)
-        return self._cache[key]
-
-    def _estimate(self, klass: str, deprel: str) -> float:
-        k = self.smoothing
-        keys = [key for key in self.total if key[0] == klass]
-        prior = (sum(self.before[key] for key in keys) + 1.0) / (sum(self.total[key] for key in keys) + 2.0)
-        base = base_deprel(deprel)
-        base_keys = [key for key in keys if base_deprel(key[1]) == base]
-        base_before = sum(self.before[key] for key in base_keys)
-        p_base = (base_before + k * prior) / (sum(self.total[key] for key in base_keys) + k)
-        key = (klass, deprel)
-        return (self.before.get(key, 0) + k * p_base) / (self.total.get(key, 0) + k)
-
-    def table(self) -> dict[tuple[str, str], tuple[float, int]]:
-        """(class, deprel) -> (smoothed p(before), count), for reports."""
-        return {key: (self.p_before(*key), n) for key, n in sorted(self.total.items())}
-
-
-@functools.cache
-def _cached_language_stats(lang: str, root: str, include_aux: bool) -> HeadDirectionStats:
-    return HeadDirectionStats.from_treebanks(
-        [os.path.join(root, rel) for rel in TREEBANKS[lang]], include_aux=include_aux
-    )
-
-
-def language_stats(
-    lang: str, *, data_dir: str | os.PathLike | None = None, include_aux: bool = False
-) -> HeadDirectionStats:
-    """Head-direction statistics of `lang` from its treebanks in `TREEBANKS` (cached per process)."""
-    if lang not in TREEBANKS:
-        raise TransformError(
-            f"syntax:{lang}: no UD treebank for {lang!r}; known: {', '.join(sorted(TREEBANKS))}"
-        )
-    root = os.fspath(data_dir) if data_dir is not None else os.fspath(default_data_dir())
-    return _cached_language_stats(lang, root, include_aux)
-
-
-# ----------------------------------------------------------------------------------------------------
-# Tree utilities (0-based `parents`, -1 for the root)
-
-
-def parents_of(sentence: Sentence) -> np.ndarray:
-    """0-based head index of every word, -1 for a root."""
-    return sentence.heads.astype(np.int64) - 1
-
-
-def _children(parents: Sequence[int]) -> tuple[list[list[int]], list[int]]:
-    """Children of every word and the roots, each in surface order."""
-    children: list[list[int]] = [[] for _ in parents]
-    roots: list[int] = []
-    for dep, head in enumerate(parents):
-        (roots if head < 0 else children[head]).append(dep)
-    return children, roots
-
-
-def _linearise(parents: Sequence[int], order_units) -> list[int]:
-    """Top-down linearisation: `order_units(head, children) -> (left, right)` places each head's units.
-
-    Every child is emitted with its whole subtree in one block, so the result is projective. An explicit
-    stack instead of recursion keeps deep chains safe. Roots keep their original relative order.
-    """
-    children, roots = _children(parents)
-    out: list[int] = []
-    stack = list(reversed(roots))  # v >= 0: expand subtree of v; ~v < 0: emit the word v itself
-    while stack:
-        item = stack.pop()
-        if item < 0:
-            out.append(~item)
-        elif not children[item]:
-            out.append(item)
-        else:
-            left, right = order_units(item, children[item])
-            stack.extend(reversed(right))
-            stack.append(~item)
-            stack.extend(reversed(left))
-    return out
-
-
-def _original_units(head: int, children: list[int]) -> tuple[list[int], list[int]]:
-    return [c for c in children if c < head], [c for c in children if c > head]
-
-
-def is_projective(parents: Sequence[int] | np.ndarray) -> bool:
-    """True when no two arcs cross (the artificial root sits before the first word).
-
-    Equivalent to every subtree covering a contiguous span. One vectorised pass over all arc pairs:
-    sentences are short, and this is several times faster than walking the tree in Python.
-    """
-    heads = np.asarray(parents, dtype=np.int64) + 1  # 1-based, 0 = artificial root
-    deps = np.arange(1, len(heads) + 1)
-    lo, hi = np.minimum(heads, deps), np.maximum(heads, deps)
-    lo_a, hi_a, lo_b, hi_b = lo[:, None], hi[:, None], lo[None, :], hi[None, :]
-    return not np.any((lo_a < lo_b) & (lo_b < hi_a) & (hi_a < hi_b))
-
-
-def projectivize(parents: np.ndarray) -> np.ndarray:
-    """Lift non-projective arcs (shortest first) to the head's head until the tree is projective.
-
-    This attaches each offending dependent to its lowest ancestor that yields a projective arc
-    (Nivre & Nilsson 2005 lifting); labels are unchanged.
-    """
-    parents = np.array(parents, dtype=np.int64)
-    n = len(parents)
-    positions = np.arange(n)
-    while True:
-        dominates = _dominance(parents)  # dominates[a, k]: a is k or an ancestor of k
-        lo = np.minimum(parents, positions)[:, None]
-        hi = np.maximum(parents, positions)[:, None]
-        between = (positions[None, :] > lo) & (positions[None, :] < hi)
-        ruled = dominates[np.maximum(parents, 0)]  # words the head dominates (row 0 unused for roots)
-        crossing = (parents >= 0) & np.any(between & ~ruled, axis=1)
-        if not crossing.any():
-            return parents
-        lengths = np.where(crossing, np.abs(parents - positions), n + 1)
-        dep = int(np.argmin(lengths))
-        parents[dep] = parents[parents[dep]]
-
-
-def _dominance(parents: np.ndarray) -> np.ndarray:
-    """Boolean [n, n] matrix: row a marks a and all its descendants."""
-    n = len(parents)
-    dominates = np.eye(n, dtype=bool)
-    ancestor = parents.copy()
-    cols = np.arange(n)
-    while (ancestor >= 0).any():
-        alive = ancestor >= 0
-        dominates[ancestor[alive], cols[alive]] = True
-        ancestor = np.where(alive, parents[np.where(alive, ancestor, 0)], -1)
-    return dominates
-
-
-def permute_sentence(sentence: Sentence, perm: np.ndarray) -> Sentence:
-    """The sentence with words in `perm` order (new position i holds old word perm[i]), heads renumbered.
-
-    Lets a derived treebank be written back as CoNLL-U (`write_conllu`). `text` is dropped: it no longer
-    matches the words.
-    """
-    perm = np.asarray(perm)
-    new_position = np.empty_like(perm)
-    new_position[perm] = np.arange(len(perm))
-    old_heads = sentence.heads[perm].astype(np.int64)
-    heads = np.where(old_heads > 0, new_position[np.maximum(old_heads - 1, 0)] + 1, 0).astype(np.int32)
-    return Sentence(
-        sent_id=sentence.sent_id,
-        text=None,
-        forms=[sentence.forms[i] for i in perm],
-        upos=[sentence.upos[i] for i in perm],
-        heads=heads,
-        deprels=[sentence.deprels[i] for i in perm],
-    )
-
-
-# ----------------------------------------------------------------------------------------------------
-# The reorderer
+_IMPOSSIBLE = -math.inf  # log-probability of an order the target never shows
 
 
 class TreeReorderer:
-    """Word permutations that give a sentence the head directions of `direction`'s language.
+    """Word permutations that give a sentence the word order of `order`'s language.
 
     `stats` counts, over all calls: sentences, reordered (order changed), nonprojective (found),
     skipped_nonprojective (returned unchanged) and projectivised.
     """
 
-    def __init__(
-        self,
-        direction: HeadDirectionStats,
-        *,
-        variant: Variant = "deterministic",
-        nonprojective: NonProjective = "skip",
-    ):
-        if variant not in _VARIANTS:
-            raise ConfigError(f"syntax variant: {variant!r} is not one of {_VARIANTS}")
-        if nonprojective not in _NONPROJECTIVE:
-            raise ConfigError(f"syntax nonprojective: {nonprojective!r} is not one of {_NONPROJECTIVE}")
-        self.direction = direction
+    def __init__(self, order: OrderStats, *, variant: Variant = "sampled", nonprojective: NonProjective = "skip"):
+        if variant not in VARIANTS:
+            raise ConfigError(f"syntax variant: {variant!r} is not one of {VARIANTS}")
+        if nonprojective not in NONPROJECTIVE:
+            raise ConfigError(f"syntax nonprojective: {nonprojective!r} is not one of {NONPROJECTIVE}")
+        self.order = order
         self.variant = variant
         self.nonprojective = nonprojective
         self.stats: dict[str, int] = dict.fromkeys(
@@ -314,9 +85,9 @@ class TreeReorderer:
         """
         if len(sentences) != len(example_ids):
             raise TransformError(f"{len(sentences)} sentences but {len(example_ids)} example ids")
-        lengths = [len(s) for s in sentences]
         if self.variant != "sampled":
             return [self._permutation(s, None) for s in sentences]
+        lengths = [len(s) for s in sentences]
         uniforms = _word_uniforms(seed, example_ids, lengths)
         starts = np.cumsum([0, *lengths])
         return [self._permutation(s, uniforms[:, starts[i] : starts[i + 1]]) for i, s in enumerate(sentences)]
@@ -333,51 +104,130 @@ class TreeReorderer:
                 return identity
             parents_array = projectivize(parents_array)
             self.stats["projectivised"] += 1
-        parents = parents_array.tolist()
-        klass = [head_class(u, include_aux=self.direction.include_aux) for u in sentence.upos]
-        goes_left, weight = self._placement(sentence, parents, klass, uniforms)
+        klass = [head_class(u, include_aux=self.order.include_aux) for u in sentence.upos]
+        draws = None if uniforms is None else uniforms.tolist()
 
         def order_units(head: int, children: list[int]) -> tuple[list[int], list[int]]:
             if klass[head] is None:
-                return _original_units(head, children)
-            left = sorted((c for c in children if goes_left[c]), key=lambda c: (-weight[c], c))
-            right = sorted((c for c in children if not goes_left[c]), key=lambda c: (-weight[c], c))
-            return left, right
+                return original_units(head, children)
+            return order_dependents(self.order, klass[head], children, sentence.deprels, draws)
 
-        perm = np.asarray(_linearise(parents, order_units), dtype=np.int64)
+        perm = np.asarray(linearise(parents_array.tolist(), order_units), dtype=np.int64)
         if not np.array_equal(perm, identity):
             self.stats["reordered"] += 1
         return perm
 
-    def _placement(
-        self, sentence: Sentence, parents: list[int], klass: list[str | None], uniforms: np.ndarray | None
-    ) -> tuple[list[bool], list[float]]:
-        """Per word: does it go left of its head, and its Plackett-Luce log-weight within that side.
 
-        Left units are drawn outermost-first, so their weight is the odds of preceding the head; right
-        units are drawn innermost-first, so their weight is the odds of following it. `uniforms` [2, n]
-        selects the sampled variant (side draw, Gumbel noise for the order); None is deterministic.
-        Words whose head is not reordered get placeholders. Plain Python: n is small, and NumPy calls
-        per sentence would cost more than the arithmetic.
-        """
-        p_before = self.direction.p_before
-        p = [
-            p_before(klass[head], sentence.deprels[dep]) if head >= 0 and klass[head] is not None else 0.5
-            for dep, head in enumerate(parents)
-        ]
-        log_odds = [math.log(q / (1.0 - q)) for q in p]
-        if uniforms is None:
-            goes_left = [q > 0.5 for q in p]
-            return goes_left, [lo if left else -lo for lo, left in zip(log_odds, goes_left, strict=True)]
-        u_side, u_order = uniforms.tolist()
-        goes_left = [u < q for u, q in zip(u_side, p, strict=True)]
-        gumbel = [-math.log(-math.log(min(max(u, 1e-12), 1.0 - 1e-12))) for u in u_order]  # Gumbel-max = PL
-        weight = [(lo if left else -lo) + g for lo, left, g in zip(log_odds, goes_left, gumbel, strict=True)]
-        return goes_left, weight
+def order_dependents(
+    order: OrderStats, klass: str, children: list[int], deprels: Sequence[str], draws: list[list[float]] | None
+) -> tuple[list[int], list[int]]:
+    """(dependents before the head, dependents after it), each left to right; `draws`: [side, order] rows
+    of per-word uniforms (None: deterministic)."""
+    labels = [deprels[c] for c in children]
+    goes_left = choose_sides(order, klass, labels, None if draws is None else [draws[0][c] for c in children])
+    sides = []
+    for context, left in ((LEFT, True), (RIGHT, False)):
+        members = [c for c, go in zip(children, goes_left, strict=True) if go == left]
+        member_draws = None if draws is None else [draws[1][c] for c in members]
+        ranked = sequential_order(order, klass, [deprels[c] for c in members], member_draws, context)
+        sides.append([members[i] for i in ranked])
+    return sides[0], sides[1]
+
+
+def choose_sides(order: OrderStats, klass: str, labels: Sequence[str], draws: Sequence[float] | None) -> list[bool]:
+    """Whether each dependent (`labels` in source order) goes before its head.
+
+    Each side is drawn from the target's p(before) (deterministic: the likelier side), the most certain
+    dependents first; a dependent whose side would put it across the head from a sibling in an order the
+    target never shows (including a same-label sibling out of source order) takes the other side if that
+    one is free of such conflicts.
+    """
+    p = [order.p_before(klass, label) for label in labels]
+    wanted = [q > 0.5 for q in p] if draws is None else [u < q for u, q in zip(draws, p, strict=True)]
+    placed: dict[int, bool] = {}
+    for i in sorted(range(len(labels)), key=lambda i: (-abs(p[i] - 0.5), i)):
+        left = wanted[i]
+        conflict = _crosses_badly(order, klass, labels, i, left, placed)
+        if conflict and p[i] not in (0.0, 1.0) and not _crosses_badly(order, klass, labels, i, not left, placed):
+            left = not left
+        placed[i] = left
+    return [placed[i] for i in range(len(labels))]
+
+
+def _crosses_badly(
+    order: OrderStats, klass: str, labels: Sequence[str], i: int, left: bool, placed: dict[int, bool]
+) -> bool:
+    """Would dependent i on this side come before or after a placed sibling in an impossible order?"""
+    for j, j_left in placed.items():
+        if left == j_left:
+            continue
+        first, second = (i, j) if left else (j, i)  # the left one precedes the right one
+        if labels[first] == labels[second] and first > second:
+            return True
+        if labels[first] != labels[second] and order.p_precedes(klass, labels[first], labels[second]) == 0.0:
+            return True
+    return False
+
+
+def log_preferences(order: OrderStats, klass: str, labels: Sequence[str], context: str) -> list[list[float]]:
+    """[m][m] log P(unit i before unit j) for units in source order (`_IMPOSSIBLE` for probability 0).
+
+    Units with the same label keep their source order (the earlier one surely first).
+    """
+    m = len(labels)
+    logp = [[0.0] * m for _ in range(m)]
+    for i in range(m):
+        for j in range(i + 1, m):
+            p = 1.0 if labels[i] == labels[j] else order.p_precedes(klass, labels[i], labels[j], context)
+            logp[i][j] = math.log(p) if p > 0.0 else _IMPOSSIBLE
+            logp[j][i] = math.log(1.0 - p) if p < 1.0 else _IMPOSSIBLE
+    return logp
+
+
+def sequential_order(
+    order: OrderStats, klass: str, labels: Sequence[str], draws: Sequence[float] | None, context: str
+) -> list[int]:
+    """Output order of the dependents on one side of a head (indices into `labels`), left to right.
+
+    Each step places a unit that no remaining unit must precede (if a cycle of impossible orders leaves
+    none, one with the fewest such conflicts), chosen with weight prod_v P(u before v | same side) over
+    the remaining v: the heaviest (deterministic, `draws` None) or drawn with `draws[step]`.
+    """
+    logp = log_preferences(order, klass, labels, context)
+    blocked = [sum(v == _IMPOSSIBLE for v in row) for row in logp]
+    score = [sum(v for v in row if v != _IMPOSSIBLE) for row in logp]
+    remaining = list(range(len(labels)))
+    out: list[int] = []
+    for step in range(len(labels) - 1):
+        fewest = min(blocked[i] for i in remaining)
+        candidates = [i for i in remaining if blocked[i] == fewest]
+        pick = _pick(candidates, score, None if draws is None else draws[step])
+        out.append(pick)
+        remaining.remove(pick)
+        for i in remaining:  # `pick` no longer competes: drop its term from the others' weights
+            if logp[i][pick] == _IMPOSSIBLE:
+                blocked[i] -= 1
+            else:
+                score[i] -= logp[i][pick]
+    return out + remaining
+
+
+def _pick(candidates: list[int], score: list[float], draw: float | None) -> int:
+    """The heaviest candidate (ties: the earliest in source order), or one drawn in proportion to weight."""
+    if draw is None:
+        return max(candidates, key=lambda i: (round(score[i], 9), -i))
+    top = max(score[i] for i in candidates)
+    weights = [math.exp(score[i] - top) for i in candidates]
+    threshold, total = draw * sum(weights), 0.0
+    for i, weight in zip(candidates, weights, strict=True):
+        total += weight
+        if threshold < total:
+            return i
+    return candidates[-1]
 
 
 def _word_uniforms(seed: int, example_ids: Sequence[int], lengths: Sequence[int]) -> np.ndarray:
-    """float64 [2, total words]: the side and order draws of every word, keyed by (seed, id, word)."""
+    """float64 [2, total words]: each word's side and order draws, keyed by (seed, example id, word)."""
     ids = np.repeat(np.asarray(example_ids, dtype=np.int64), lengths)
     word = np.arange(len(ids)) - np.repeat(np.cumsum([0, *lengths])[:-1], lengths)
     return hashing.uniform(seed, _RNG_SALT, ids[None, :], np.arange(2)[:, None], word[None, :])
@@ -388,7 +238,7 @@ def _word_uniforms(seed: int, example_ids: Sequence[int], lengths: Sequence[int]
 
 
 class SyntaxTransform:
-    """`syntax:LANG`: word-level reordering of gold UD trees toward LANG's head directions.
+    """`syntax:LANG`: word-level reordering of gold UD trees into LANG's word orders.
 
     Needs the sentence's tree: `apply_words` and `permutation` raise `TransformError` without one (e.g.
     on XQuAD, where the reference does not apply Syntax either).
@@ -400,17 +250,17 @@ class SyntaxTransform:
         self,
         target_lang: str,
         *,
-        variant: Variant = "deterministic",
+        variant: Variant = "sampled",
         nonprojective: NonProjective = "skip",
         data_dir: str | os.PathLike | None = None,
         include_aux: bool = False,
-        direction: HeadDirectionStats | None = None,
+        order_stats: OrderStats | None = None,
     ):
         self.target_lang = target_lang
-        self.name = f"syntax:{target_lang}"
-        if direction is None:
-            direction = language_stats(target_lang, data_dir=data_dir, include_aux=include_aux)
-        self.reorderer = TreeReorderer(direction, variant=variant, nonprojective=nonprojective)
+        self.name = f"syntax:{target_lang}" + ("[deterministic]" if variant == "deterministic" else "")
+        if order_stats is None:
+            order_stats = language_stats(target_lang, data_dir=data_dir, include_aux=include_aux)
+        self.reorderer = TreeReorderer(order_stats, variant=variant, nonprojective=nonprojective)
 
     @property
     def stats(self) -> dict[str, int]:
@@ -454,30 +304,3 @@ def reorder_treebank(sentences: Sequence[Sentence], transform: SyntaxTransform, 
     """Derived corpus: the words of every sentence in transformed order (example id = index)."""
     perms = transform.reorderer.permutations(sentences, seed=seed, example_ids=range(len(sentences)))
     return [[s.forms[i] for i in perm] for s, perm in zip(sentences, perms, strict=True)]
-
-
-def share_before_head(
-    sentences: Sequence[Sentence],
-    perms: Sequence[np.ndarray] | None,
-    *,
-    deprel: str,
-    head_upos: Container[str],
-) -> float:
-    """Share of `deprel` dependents (base relation) placed before a head with UPOS in `head_upos`.
-
-    The word-order measurement used to check that Syntax moves a language toward its target (e.g. the
-    share of objects before their verb: English ~0.02, Hindi ~0.99).
-    """
-    before = total = 0
-    for index, sentence in enumerate(sentences):
-        position = np.empty(len(sentence), dtype=np.int64)
-        position[perms[index] if perms is not None else np.arange(len(sentence))] = np.arange(len(sentence))
-        for dep, head in enumerate(sentence.heads.tolist()):
-            if (
-                head > 0
-                and base_deprel(sentence.deprels[dep]) == deprel
-                and sentence.upos[head - 1] in head_upos
-            ):
-                total += 1
-                before += int(position[dep] < position[head - 1])
-    return before / total if total else float("nan")
