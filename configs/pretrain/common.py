@@ -135,6 +135,7 @@ def pretrain_config(
         max_to_keep=3,  # checkpoints kept
         async_checkpointing=True,  # write checkpoints in the background
         prefetch_batches=2,  # input batches built ahead in a background thread (the wait is logged)
+        compilation_cache="auto",  # persistent XLA cache: auto = $XLT_CACHE_DIR/jax (~/.cache/xlt_jax/jax), "" = off
     ))
 
     c.mesh = mesh_block()

@@ -32,7 +32,6 @@ end (`xlt_jax.experiments.report`) is computed from that file only.
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import dataclasses
 import functools
@@ -62,7 +61,7 @@ TREE_SOURCES = {"pos": "ud"}
 # Leaf config keys that do not change what a run computes: editing them never makes a finished step stale.
 NON_SEMANTIC_KEYS = frozenset({
     "log_every", "checkpoint_every", "max_to_keep", "async_checkpointing", "eval_every", "eval_max_batches",
-    "cache_dir", "mesh", "distributed", "batch_size", "prefetch_batches",
+    "cache_dir", "mesh", "distributed", "batch_size", "prefetch_batches", "compilation_cache",
 })
 # Candidate languages probed for "every language the data offers" (XTREME's XNLI, XQuAD and Tatoeba lists).
 CANDIDATE_LANGS = tuple(sorted(set(sources.XNLI_LANGS) | set(sources.XQUAD_LANGS) | set(sources.TATOEBA_CODES)))
@@ -490,24 +489,11 @@ def execute(step: Step, workdir: pathlib.Path) -> dict:
     raise ConfigError(f"{step.name}: kind {step.kind!r} is not runnable")
 
 
-@contextlib.contextmanager
 def compilation_cache(setting: str, workdir: pathlib.Path):
-    """JAX's persistent compile cache for the protocol's runs (same-shaped models compile once), unless the
-    process already has one; restored afterwards."""
-    import jax
-    from jax.experimental.compilation_cache import compilation_cache as cc
+    """The protocol's persistent compile cache: same-shaped models compile once; "auto" = WORKDIR/jax_cache."""
+    from xlt_jax.training.compile_cache import persistent_cache
 
-    if not setting or jax.config.jax_compilation_cache_dir:
-        yield
-        return
-    path = workdir / "jax_cache" if setting == "auto" else pathlib.Path(setting)
-    jax.config.update("jax_compilation_cache_dir", os.fspath(path))
-    cc.reset_cache()
-    try:
-        yield
-    finally:
-        jax.config.update("jax_compilation_cache_dir", None)
-        cc.reset_cache()
+    return persistent_cache(setting, workdir / "jax_cache")
 
 
 def render_report(workdir: pathlib.Path) -> str:

@@ -34,7 +34,7 @@ import numpy as np
 from xlt_jax.data.pretrain import pipeline
 from xlt_jax.errors import ConfigError, TrainingDiverged
 from xlt_jax.models import build_model
-from xlt_jax.training import checkpointing, distributed, inputs, optimizer, partitioning, prefetch, steps
+from xlt_jax.training import checkpointing, compile_cache, distributed, inputs, optimizer, partitioning, prefetch, steps
 from xlt_jax.training import state as state_lib
 from xlt_jax.training.writers import MetricWriter
 
@@ -395,9 +395,10 @@ def run(
     distributed.maybe_initialize(config.distributed)
     workdir = pathlib.Path(workdir).resolve()  # Orbax needs absolute paths
     workdir.mkdir(parents=True, exist_ok=True)
-    trainer = _Trainer(config, workdir)
-    try:
-        return trainer.run(stop_after)
-    finally:
-        trainer.close()
+    with compile_cache.persistent_cache(str(config.train.compilation_cache)):
+        trainer = _Trainer(config, workdir)
+        try:
+            return trainer.run(stop_after)
+        finally:
+            trainer.close()
 
