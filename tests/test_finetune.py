@@ -30,7 +30,7 @@ from xlt_jax.data import tasks
 from xlt_jax.data.readers.nli import NLI_LABELS
 from xlt_jax.data.tasks import tagging
 from xlt_jax.data.tokenizer import Tokenizer
-from xlt_jax.data.vocab import VocabLayout
+from xlt_jax.data.vocab import SPECIALS, VocabLayout
 from xlt_jax.errors import ConfigError
 from xlt_jax.finetuning import artifacts, evaluation, loading, pretrained, text_to_text, trainer, vocab_resize
 from xlt_jax.finetuning.task_model import HeadSpec, task_model_fn
@@ -44,6 +44,7 @@ POS_STEPS = 60
 POS_TRAIN_EXAMPLES = 640
 DEV_EXAMPLES = 300
 POS_ARGS = f"lr=1e-3,epochs=10,steps={POS_STEPS},examples={POS_TRAIN_EXAMPLES}"
+BOS, EOS = SPECIALS.bos, SPECIALS.eos
 
 
 def get_config(path: pathlib.Path, arg: str) -> ml_collections.ConfigDict:
@@ -181,13 +182,53 @@ def test_evaluate_appends_rows_and_never_rewrites_earlier_ones(pos_dir, tmp_path
         assert field in record
 
 
-def test_tatoeba_from_a_pretrained_checkpoint(pretrained_dir, tmp_path):
-    rows = evaluate(tmp_path, f"task=tatoeba,pretrained={pretrained_dir},targets=en:none+en:inv,setting=MZ,examples=50")
+def record_outputs(monkeypatch: pytest.MonkeyPatch, replace=None) -> list[tuple[tasks.Features, dict]]:
+    """Keeps (features, outputs) of every `_Evaluator.outputs` call of the evaluation: the model inputs and
+    the raw outputs scoring starts from. `replace(features, outputs) -> outputs` substitutes chosen outputs
+    (after the real forward pass), so a row's value can be worked out from known predictions."""
+    calls: list[tuple[tasks.Features, dict]] = []
+    real = evaluation._Evaluator.outputs
+
+    def spy(self, loaded, step, features, postprocess=None):
+        out = real(self, loaded, step, features, postprocess)
+        if replace is not None:
+            out = replace(features, out)
+        calls.append((features, out))
+        return out
+
+    monkeypatch.setattr(evaluation._Evaluator, "outputs", spy)
+    return calls
+
+
+def test_tatoeba_rows_retrieve_derived_candidates_for_original_queries(pretrained_dir, tmp_path, monkeypatch):
+    """REFERENCE_SPEC §4.6: queries are the original sentences, candidates the same sentences transformed, and
+    accuracy is the share of queries whose most cosine-similar candidate is their own line. Checked on what the
+    model was given (ids worked out from the tokenizer: reversed pieces for inv, pieces + V for translit) and
+    on each row's value, recomputed from the pooled embeddings the model returned."""
+    calls = record_outputs(monkeypatch)
+    targets = "en:none+en:inv+en:translit"
+    rows = evaluate(tmp_path, f"task=tatoeba,pretrained={pretrained_dir},targets={targets},setting=MZ,examples=50")
     assert [(r.eval_transform, r.setting, r.metric) for r in rows] == [
-        ("none", "", "accuracy"), ("inv", "MZ", "accuracy")]
-    assert rows[0].value == 100.0  # untransformed candidates are the queries themselves
+        ("none", "", "accuracy"), ("inv", "MZ", "accuracy"), ("translit", "MZ", "accuracy")]
     assert all(r.train_lang == "" and r.split == "test" and r.n_examples == 50 for r in rows)
     assert rows[1].extra["pool_layer"] == 1  # tiny preset: 2 layers, index 0 = embeddings (REFERENCE_SPEC §0.8)
+    assert [r.extra["resized_vocab"] for r in rows] == [False, False, True]  # translit: MZ with 2V rows
+
+    tokenizer = Tokenizer.load(pretrained_dir / loop.TOKENIZER_DIR)
+    v = tokenizer.base_size
+    sentences = tasks.load("tatoeba", "en", "test", limit=50).examples
+    pieces = [list(tokenizer.encode(s))[:62] for s in sentences]  # max_len 64 (the tiny model's) minus <s> </s>
+    derived = {"none": pieces, "inv": [p[::-1] for p in pieces], "translit": [[i + v for i in p] for p in pieces]}
+    assert len(calls) == 2 * len(rows)  # per target: queries, then candidates
+    for row, (queries, q_out), (candidates, c_out) in zip(rows, calls[::2], calls[1::2], strict=True):
+        for features, expected in ((queries, pieces), (candidates, derived[row.eval_transform])):
+            got = [r[m.astype(bool)].tolist() for r, m in zip(features["input_ids"], features["attention_mask"],
+                                                                 strict=True)]
+            assert got == [[BOS, *p, EOS] for p in expected], row.eval_transform
+        q, c = (x["embedding"] / np.linalg.norm(x["embedding"], axis=1, keepdims=True) for x in (q_out, c_out))
+        nearest = np.argmax(q @ c.T, axis=1)  # for each original query, over all derived candidates
+        assert row.value == pytest.approx(100.0 * np.mean(nearest == np.arange(50))), row.eval_transform
+    assert rows[0].value == 100.0  # untransformed candidates are the queries themselves
 
 
 # -- MZ for transliteration ------------------------------------------------------------------------------------
