@@ -19,6 +19,7 @@ from xlt_jax import results
 from xlt_jax.analysis import alignment, contextual, runner
 from xlt_jax.data.vocab import VocabLayout
 from xlt_jax.errors import ConfigError, DataFormatError
+from xlt_jax.training import checkpointing
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "configs"
@@ -156,9 +157,9 @@ def translit_run(data_dir, compile_cache, pretrain_smoke) -> pathlib.Path:
 
 def test_align_binary_appends_identity_and_procrustes_rows(translit_run, tmp_path):
     workdir = tmp_path / "results"
+    args = f"pretrained={translit_run},train=0.1"  # 100 train pairs > 64 dimensions: a unique orthogonal map
     proc = subprocess.run(
-        [sys.executable, "-m", "xlt_jax.align", f"--config={CONFIGS / 'align.py'}:pretrained={translit_run}",
-         f"--workdir={workdir}"],
+        [sys.executable, "-m", "xlt_jax.align", f"--config={CONFIGS / 'align.py'}:{args}", f"--workdir={workdir}"],
         capture_output=True, text=True, timeout=300, cwd=REPO, env={**os.environ, "JAX_PLATFORMS": "cpu"},
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
@@ -179,18 +180,17 @@ def test_align_binary_appends_identity_and_procrustes_rows(translit_run, tmp_pat
 
     model = load_pretrained(translit_run)
     embedding = runner.input_embedding(model)
-    from xlt_jax.training import checkpointing
-
     saved, _ = checkpointing.Checkpointer(translit_run / "checkpoints", max_to_keep=1).restore(6)  # as saved
     np.testing.assert_array_equal(embedding, np.asarray(saved["params"]["embeddings"]["word_embeddings"]["embedding"]))
     v = model.layout.base_size
     assert embedding.shape[0] == 2 * v and embedding.dtype == np.float32
     split = alignment.load_split(next(workdir.glob("align_split_V*_seed0.npz")))
+    assert len(split.train) == 100 > embedding.shape[1]  # fewer pairs than dimensions leave the map undetermined
     want = reference_figures(embedding[:v], embedding[v:], split.train, split.valid)
     assert [r.value for r in rows[:2]] == [want["align_nn_identity"], want["align_nn_procrustes"]]
     assert len(split.valid) == rows[0].n_examples == int(0.9 * model.layout.base_size)
     # A rerun reuses the split file and gives the same figures.
-    again = runner.run(get_config(CONFIGS / "align.py", f"pretrained={translit_run}"), workdir)
+    again = runner.run(get_config(CONFIGS / "align.py", args), workdir)
     assert [r.value for r in again] == [r.value for r in rows]
     assert len(list(workdir.glob("align_split_V*_seed0.npz"))) == 1
 
