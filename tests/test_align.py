@@ -19,6 +19,7 @@ from xlt_jax import results
 from xlt_jax.analysis import alignment, contextual, runner
 from xlt_jax.data.vocab import VocabLayout
 from xlt_jax.errors import ConfigError, DataFormatError
+from xlt_jax.training import checkpointing
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "configs"
@@ -63,6 +64,61 @@ def test_nn_search_ranks_all_candidates_and_counts_gold_hits():
     assert alignment.nn_accuracy(queries, candidates, np.array([0, 1, 3])) == pytest.approx(200 / 3)
 
 
+def reference_figures(e1: np.ndarray, e2: np.ndarray, train: np.ndarray, valid: np.ndarray) -> dict[str, float]:
+    """REFERENCE_SPEC §6 steps 3, 5 and 6 written out: unit rows; W = U·Vᵀ from svd(E2[train]ᵀ·E1[train]);
+    scores = (E1[rows]·Wᵀ)·E2ᵀ against ALL V derived rows; % of rows i whose argmax is i."""
+    e1 = e1 / np.linalg.norm(e1, axis=1, keepdims=True)
+    e2 = e2 / np.linalg.norm(e2, axis=1, keepdims=True)
+    u, _, vt = np.linalg.svd(e2[train].T @ e1[train])
+    w = u @ vt
+
+    def accuracy(queries, gold):
+        return 100.0 * float(np.mean(np.argmax(queries @ e2.T, axis=1) == gold))
+
+    return {"align_nn_identity": accuracy(e1[valid], valid), "align_nn_procrustes": accuracy(e1[valid] @ w.T, valid),
+            "align_nn_procrustes_train": accuracy(e1[train] @ w.T, train)}
+
+
+def test_nn_search_candidates_are_all_v_derived_rows_not_only_validation_ones():
+    """§6.6: a validation token must beat every derived row. Decoys: 15 rows outside train and validation are
+    exact copies of validation tokens' (mapped) targets, whose own rows carry noise; searching only the
+    validation rows would miss them and report 100 instead of 90."""
+    v, d, decoys = 300, 24, 15
+    rng = np.random.default_rng(0)
+    split = alignment.split_pairs(v, 0.2, 0.5, seed=2)
+    unused = np.setdiff1d(np.arange(v), np.concatenate([split.train, split.valid]))
+    assert len(split.valid) == 150 and len(unused) == 90
+    for rotation in (np.eye(d), np.linalg.qr(rng.normal(size=(d, d)))[0]):
+        e1 = rng.normal(size=(v, d))
+        e2 = e1 @ rotation
+        e2[split.valid] += 0.05 * rng.normal(size=(len(split.valid), d))
+        e2[unused[:decoys]] = e1[split.valid[:decoys]] @ rotation  # exact, noise-free copies
+        figures = alignment.align_embeddings(e1, e2, split)
+        want = reference_figures(e1, e2, split.train, split.valid)
+        assert figures["align_nn_procrustes"] == want["align_nn_procrustes"] == 90.0
+        assert figures["align_nn_identity"] == want["align_nn_identity"]
+        if np.array_equal(rotation, np.eye(d)):  # without a rotation the identity search faces the same decoys
+            assert figures["align_nn_identity"] == 90.0
+
+
+def test_procrustes_map_is_fitted_on_the_training_pairs_only():
+    """§6.4-5: the map comes from the train pairs, and validation pairs are disjoint from them. Here the
+    validation pairs follow another rotation than every other pair: a map fitted on (or with) validation
+    pairs would score them near 100, the train-fitted map scores them like an unaligned search."""
+    v, d = 400, 16
+    rng = np.random.default_rng(1)
+    split = alignment.split_pairs(v, 0.25, 0.5, seed=5)
+    q_train, q_valid = (np.linalg.qr(rng.normal(size=(d, d)))[0] for _ in range(2))
+    e1 = rng.normal(size=(v, d))
+    e2 = e1 @ q_train
+    e2[split.valid] = e1[split.valid] @ q_valid
+    figures = alignment.align_embeddings(e1, e2, split)
+    want = reference_figures(e1, e2, split.train, split.valid)
+    assert {k: figures[k] for k in want} == want
+    assert figures["align_nn_procrustes_train"] == 100.0 and figures["align_nn_procrustes"] < 5.0
+    assert reference_figures(e1, e2, split.valid, split.valid)["align_nn_procrustes"] == 100.0  # the leak
+
+
 def test_pair_split_is_seeded_disjoint_and_kept_in_a_file(tmp_path):
     split = alignment.split_pairs(1000, 0.05, 0.9, seed=3)
     assert (len(split.train), len(split.valid)) == (50, 900)
@@ -101,9 +157,9 @@ def translit_run(data_dir, compile_cache, pretrain_smoke) -> pathlib.Path:
 
 def test_align_binary_appends_identity_and_procrustes_rows(translit_run, tmp_path):
     workdir = tmp_path / "results"
+    args = f"pretrained={translit_run},train=0.1"  # 100 train pairs > 64 dimensions: a unique orthogonal map
     proc = subprocess.run(
-        [sys.executable, "-m", "xlt_jax.align", f"--config={CONFIGS / 'align.py'}:pretrained={translit_run}",
-         f"--workdir={workdir}"],
+        [sys.executable, "-m", "xlt_jax.align", f"--config={CONFIGS / 'align.py'}:{args}", f"--workdir={workdir}"],
         capture_output=True, text=True, timeout=300, cwd=REPO, env={**os.environ, "JAX_PLATFORMS": "cpu"},
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
@@ -118,18 +174,23 @@ def test_align_binary_appends_identity_and_procrustes_rows(translit_run, tmp_pat
         assert 0.0 <= row.value <= 100.0
     assert all(r.split == "valid" and r.extra["embedding_distance"] > 0 for r in rows[:2])
     assert all(r.split == "dev" and r.n_examples == 200 and "en_ewt" in r.extra["sentence_source"] for r in rows[2:])
-    # The rows are the figures of the checkpoint's own embedding table, split as the file says.
+    # The rows are the reference formula's figures on the checkpoint's own input embedding table (its raw
+    # parameter: rows [0, V) original, [V, 2V) transliterated), split as the file says.
     from xlt_jax.finetuning.pretrained import load_pretrained
 
     model = load_pretrained(translit_run)
     embedding = runner.input_embedding(model)
-    assert embedding.shape[0] == 2 * model.layout.base_size and embedding.dtype == np.float32
+    saved, _ = checkpointing.Checkpointer(translit_run / "checkpoints", max_to_keep=1).restore(6)  # as saved
+    np.testing.assert_array_equal(embedding, np.asarray(saved["params"]["embeddings"]["word_embeddings"]["embedding"]))
+    v = model.layout.base_size
+    assert embedding.shape[0] == 2 * v and embedding.dtype == np.float32
     split = alignment.load_split(next(workdir.glob("align_split_V*_seed0.npz")))
-    figures = alignment.align_embeddings(*alignment.vocabulary_copies(embedding, model.layout), split)
-    assert [r.value for r in rows[:2]] == [figures["align_nn_identity"], figures["align_nn_procrustes"]]
+    assert len(split.train) == 100 > embedding.shape[1]  # fewer pairs than dimensions leave the map undetermined
+    want = reference_figures(embedding[:v], embedding[v:], split.train, split.valid)
+    assert [r.value for r in rows[:2]] == [want["align_nn_identity"], want["align_nn_procrustes"]]
     assert len(split.valid) == rows[0].n_examples == int(0.9 * model.layout.base_size)
     # A rerun reuses the split file and gives the same figures.
-    again = runner.run(get_config(CONFIGS / "align.py", f"pretrained={translit_run}"), workdir)
+    again = runner.run(get_config(CONFIGS / "align.py", args), workdir)
     assert [r.value for r in again] == [r.value for r in rows]
     assert len(list(workdir.glob("align_split_V*_seed0.npz"))) == 1
 

@@ -30,7 +30,7 @@ from xlt_jax.data import tasks
 from xlt_jax.data.readers.nli import NLI_LABELS
 from xlt_jax.data.tasks import tagging
 from xlt_jax.data.tokenizer import Tokenizer
-from xlt_jax.data.vocab import VocabLayout
+from xlt_jax.data.vocab import SPECIALS, VocabLayout
 from xlt_jax.errors import ConfigError
 from xlt_jax.finetuning import artifacts, evaluation, loading, pretrained, text_to_text, trainer, vocab_resize
 from xlt_jax.finetuning.task_model import HeadSpec, task_model_fn
@@ -44,6 +44,7 @@ POS_STEPS = 60
 POS_TRAIN_EXAMPLES = 640
 DEV_EXAMPLES = 300
 POS_ARGS = f"lr=1e-3,epochs=10,steps={POS_STEPS},examples={POS_TRAIN_EXAMPLES}"
+BOS, EOS = SPECIALS.bos, SPECIALS.eos
 
 
 def get_config(path: pathlib.Path, arg: str) -> ml_collections.ConfigDict:
@@ -133,24 +134,103 @@ def test_training_batches_after_a_resume_are_those_of_an_uninterrupted_run(tiny_
     assert not np.array_equal(uninterrupted[0]["input_ids"], uninterrupted[kw["per_epoch"]]["input_ids"])
 
 
-@pytest.mark.parametrize(
-    "task, targets, metrics",
-    [
-        ("ner", "en:none+en:inv", {"f1"}),
-        ("nli", "en:none+fr:none", {"accuracy"}),
-        ("qa", "en:none+en:inv", {"exact_match", "f1"}),
-    ],
-)
-def test_task_runs_end_to_end_and_writes_rows(task, targets, metrics, pretrained_dir, tmp_path):
+def canonical_bio(tags: list[str]) -> list[str]:
+    """REFERENCE_SPEC §1.2 written out: the first tag of a run of one entity type is B-, the others I-."""
+    out, previous = [], None
+    for tag in tags:
+        kind = None if tag == "O" else tag[2:]
+        out.append("O" if kind is None else ("I-" if kind == previous else "B-") + kind)
+        previous = kind
+    return out
+
+
+def ner_oracle(features, outputs, examples, tokenizer, transform):
+    """Gold tags on the first piece of every word of even sentences, O for odd ones, a junk tag everywhere
+    else; word positions from the tokenizer (pieces of each word), mirrored under inversion, where the model
+    reads the words backwards and scoring re-canonicalises BIO in that order."""
+    import seqeval.metrics
+
+    from xlt_jax.data.readers.tagging import NER_TAGS
+
+    np.testing.assert_array_equal(features["example_id"], np.arange(len(examples)))  # one row per sentence
+    predictions = np.full(outputs["predictions"].shape, NER_TAGS.index("B-ORG"), np.int32)
+    golds, guesses = [], []
+    for i, example in enumerate(examples):
+        pieces = [max(len(tokenizer.encode(w)), 1) for w in example.tokens]
+        first = 1 + np.cumsum([0, *pieces[:-1]])  # position of each word's first piece after <s>
+        gold = list(example.tags)
+        if transform == "inv":
+            first = (sum(pieces) + 1 - first)[::-1]  # the first piece moves to the mirrored position
+            gold = canonical_bio(gold[::-1])  # in reading order
+        guess = gold if i % 2 == 0 else ["O"] * len(gold)
+        predictions[i, first] = [NER_TAGS.index(t) for t in guess]
+        golds.append(gold)
+        guesses.append(guess)
+    return {"predictions": predictions}, {"f1": 100.0 * seqeval.metrics.f1_score(golds, guesses)}
+
+
+def nli_oracle(features, outputs, examples, tokenizer, transform):
+    """One-hot logits on the gold label of even pairs and on the next label for odd ones: 50% accuracy."""
+    np.testing.assert_array_equal(features["example_id"], np.arange(len(examples)))
+    gold = np.array([NLI_LABELS.index(e.label) for e in examples])
+    guess = np.where(np.arange(len(gold)) % 2 == 0, gold, (gold + 1) % 3)
+    return {"logits": np.eye(3, dtype=np.float32)[guess]}, {"accuracy": 100.0 * np.mean(guess == gold)}
+
+
+def qa_oracle(features, outputs, examples, tokenizer, transform):
+    """Logits that allow only the gold span of even questions (-inf elsewhere, so odd questions get no
+    answer). The expected answer is cut from the context by REFERENCE_SPEC §1.2/§4.5: offsets of the start and
+    end pieces (swapped under inversion), from the window where the span's first original piece has max context."""
+    from xlt_jax.metrics.qa import squad_em_f1
+
+    inverted = transform == "inv"
+    start, end = (np.full(outputs[k].shape, -np.inf, np.float32) for k in ("start_logits", "end_logits"))
+    offsets, answers = features["offset_mapping"], {e.id: "" for e in examples}
+    for row in range(len(features)):
+        e, s, t = (int(features[k][row]) for k in ("example_id", "start_positions", "end_positions"))
+        if e % 2 or s == 0:  # odd question, or a window without the answer (labelled <s>)
+            continue
+        start[row, s] = end[row, t] = 10.0
+        if features["max_context"][row, t if inverted else s]:
+            a, b = (offsets[row, t, 0], offsets[row, s, 1]) if inverted else (offsets[row, s, 0], offsets[row, t, 1])
+            answers[examples[e].id] = examples[e].context[a:b]
+    assert sum(bool(a) for a in answers.values()) >= len(examples) // 2 - 2  # most even questions answered
+    metrics = squad_em_f1({e.id: [text for text, _ in e.answers] for e in examples}, answers)
+    return {"start_logits": start, "end_logits": end}, {k: metrics[k] for k in ("exact_match", "f1")}
+
+
+ORACLES = {"ner": ner_oracle, "nli": nli_oracle, "qa": qa_oracle}
+
+
+@pytest.mark.parametrize("task, targets", [("ner", "en:none+en:inv"), ("nli", "en:none+fr:none"),
+                                           ("qa", "en:none+en:inv")])
+def test_task_rows_are_the_metric_of_the_predictions_behind_them(task, targets, pretrained_dir, tmp_path,
+                                                                 monkeypatch):
+    """Fine-tune briefly, evaluate, and replace the model's outputs (after its real forward pass) by known
+    predictions: right on even-numbered examples, wrong on odd ones, built from the raw examples and the
+    tokenizer. Each row must be the metric of those predictions against the raw gold, worked out here without
+    the evaluator: a row scored against the wrong gold, rows, positions or transform fails."""
     finetuned = tmp_path / task
     result = finetune(task, pretrained_dir, finetuned, "steps=2")
     assert result.final_step == 2 and all(np.isfinite(h["loss"]) for h in result.history)
+    tokenizer = Tokenizer.load(pretrained_dir / loop.TOKENIZER_DIR)
+    parsed = evaluation.parse_targets(targets)
+    expected: list[dict[str, float]] = []  # per target, in evaluation order
+
+    def replace(features, outputs):
+        lang, transform = parsed[len(expected)]
+        examples = tasks.load(task, lang, "dev", limit=24).examples
+        out, metrics = ORACLES[task](features, outputs, examples, tokenizer, transform)
+        expected.append(metrics)
+        return out
+
+    record_outputs(monkeypatch, replace)
     rows = evaluate(tmp_path / "results", f"finetuned={finetuned},targets={targets},setting=BZ,examples=24")
-    assert [(r.lang, r.eval_transform) for r in rows] == [
-        (lang, transform) for lang, transform in evaluation.parse_targets(targets) for _ in metrics
-    ]
+    assert [(r.lang, r.eval_transform) for r in rows] == [t for t in parsed for _ in expected[0]]
+    for target, want in zip(parsed, expected, strict=True):
+        got = {r.metric: r.value for r in rows if (r.lang, r.eval_transform) == target}
+        assert got == pytest.approx(want), target
     for row in rows:
-        assert row.task == task and row.metric in metrics and 0.0 <= row.value <= 100.0
         assert row.model == pretrained_dir.name and row.train_lang == "en" and row.train_transform == "none"
         assert row.split == "dev" and row.n_examples == 24 and row.checkpoint.endswith("/checkpoints/2")
         # BZ only where the evaluated transformation differs from the fine-tuning data's.
@@ -181,13 +261,53 @@ def test_evaluate_appends_rows_and_never_rewrites_earlier_ones(pos_dir, tmp_path
         assert field in record
 
 
-def test_tatoeba_from_a_pretrained_checkpoint(pretrained_dir, tmp_path):
-    rows = evaluate(tmp_path, f"task=tatoeba,pretrained={pretrained_dir},targets=en:none+en:inv,setting=MZ,examples=50")
+def record_outputs(monkeypatch: pytest.MonkeyPatch, replace=None) -> list[tuple[tasks.Features, dict]]:
+    """Keeps (features, outputs) of every `_Evaluator.outputs` call of the evaluation: the model inputs and
+    the raw outputs scoring starts from. `replace(features, outputs) -> outputs` substitutes chosen outputs
+    (after the real forward pass), so a row's value can be worked out from known predictions."""
+    calls: list[tuple[tasks.Features, dict]] = []
+    real = evaluation._Evaluator.outputs
+
+    def spy(self, loaded, step, features, postprocess=None):
+        out = real(self, loaded, step, features, postprocess)
+        if replace is not None:
+            out = replace(features, out)
+        calls.append((features, out))
+        return out
+
+    monkeypatch.setattr(evaluation._Evaluator, "outputs", spy)
+    return calls
+
+
+def test_tatoeba_rows_retrieve_derived_candidates_for_original_queries(pretrained_dir, tmp_path, monkeypatch):
+    """REFERENCE_SPEC §4.6: queries are the original sentences, candidates the same sentences transformed, and
+    accuracy is the share of queries whose most cosine-similar candidate is their own line. Checked on what the
+    model was given (ids worked out from the tokenizer: reversed pieces for inv, pieces + V for translit) and
+    on each row's value, recomputed from the pooled embeddings the model returned."""
+    calls = record_outputs(monkeypatch)
+    targets = "en:none+en:inv+en:translit"
+    rows = evaluate(tmp_path, f"task=tatoeba,pretrained={pretrained_dir},targets={targets},setting=MZ,examples=50")
     assert [(r.eval_transform, r.setting, r.metric) for r in rows] == [
-        ("none", "", "accuracy"), ("inv", "MZ", "accuracy")]
-    assert rows[0].value == 100.0  # untransformed candidates are the queries themselves
+        ("none", "", "accuracy"), ("inv", "MZ", "accuracy"), ("translit", "MZ", "accuracy")]
     assert all(r.train_lang == "" and r.split == "test" and r.n_examples == 50 for r in rows)
     assert rows[1].extra["pool_layer"] == 1  # tiny preset: 2 layers, index 0 = embeddings (REFERENCE_SPEC §0.8)
+    assert [r.extra["resized_vocab"] for r in rows] == [False, False, True]  # translit: MZ with 2V rows
+
+    tokenizer = Tokenizer.load(pretrained_dir / loop.TOKENIZER_DIR)
+    v = tokenizer.base_size
+    sentences = tasks.load("tatoeba", "en", "test", limit=50).examples
+    pieces = [list(tokenizer.encode(s))[:62] for s in sentences]  # max_len 64 (the tiny model's) minus <s> </s>
+    derived = {"none": pieces, "inv": [p[::-1] for p in pieces], "translit": [[i + v for i in p] for p in pieces]}
+    assert len(calls) == 2 * len(rows)  # per target: queries, then candidates
+    for row, (queries, q_out), (candidates, c_out) in zip(rows, calls[::2], calls[1::2], strict=True):
+        for features, expected in ((queries, pieces), (candidates, derived[row.eval_transform])):
+            got = [r[m.astype(bool)].tolist() for r, m in zip(features["input_ids"], features["attention_mask"],
+                                                                 strict=True)]
+            assert got == [[BOS, *p, EOS] for p in expected], row.eval_transform
+        q, c = (x["embedding"] / np.linalg.norm(x["embedding"], axis=1, keepdims=True) for x in (q_out, c_out))
+        nearest = np.argmax(q @ c.T, axis=1)  # for each original query, over all derived candidates
+        assert row.value == pytest.approx(100.0 * np.mean(nearest == np.arange(50))), row.eval_transform
+    assert rows[0].value == 100.0  # untransformed candidates are the queries themselves
 
 
 # -- MZ for transliteration ------------------------------------------------------------------------------------
@@ -291,8 +411,14 @@ def test_label_words_round_trip_through_generated_ids(tiny_tokenizer):
     assert with_targets["decoder_loss_mask"][1].sum() == 0  # unlabelled rows get no loss
 
 
-def test_t5_text_to_text_qa_generates_answers_scored_by_squad_em_f1(pretrained_dir, tmp_path):
-    """T5 QA text to text: one window per question trains on its answer pieces; greedy answers are decoded."""
+def test_t5_text_to_text_qa_rows_score_the_best_windows_answer(pretrained_dir, tmp_path, monkeypatch):
+    """T5 QA text to text: one window per question trains on its answer pieces; evaluation generates per
+    window. The generations are then replaced by known ones: for even questions the gold answer's pieces
+    (reversed under inversion, as the model writes the derived language) in the question's last window, the
+    most probable, and an empty answer everywhere else. Rows must be SQuAD EM/F1 of exactly those answers
+    against the raw gold: 50, for the original and the inverted target alike."""
+    from xlt_jax.metrics.qa import squad_em_f1
+
     tokenizer = Tokenizer.load(pretrained_dir / loop.TOKENIZER_DIR)
     t5_dir = write_untrained_t5_run(tmp_path / "t5", tokenizer)
     finetuned = tmp_path / "qa"
@@ -300,29 +426,37 @@ def test_t5_text_to_text_qa_generates_answers_scored_by_squad_em_f1(pretrained_d
     assert result.final_step == 4 and all(np.isfinite(h["loss"]) for h in result.history)
     info = artifacts.load_finetuned(finetuned).info
     assert info.head["kind"] == "text" and info.head["target_len"] == text_to_text.QA_TARGET_LEN
+    examples = tasks.load("qa", "en", "dev", limit=8).examples
+    golds = {e.id: [text for text, _ in e.answers] for e in examples}
+    transforms_seen: list[str] = []
+
+    def replace(features, outputs):
+        transform = ("none", "inv")[len(transforms_seen)]
+        transforms_seen.append(transform)
+        shape = (len(features), text_to_text.QA_TARGET_LEN)
+        assert outputs["generated"].shape == outputs["generated_logprob"].shape == shape  # real greedy decoding
+        generated = np.full(shape, SPECIALS.pad, np.int32)
+        generated[:, 0] = EOS  # an empty answer ...
+        logprob = np.full(shape, -1.0, np.float32)  # ... of mean log-probability -1
+        for e, example in enumerate(examples[::2]):
+            last = np.flatnonzero(features["example_id"] == 2 * e)[-1]
+            pieces = list(tokenizer.encode(example.answers[0][0]))[: shape[1] - 1]
+            generated[last, : len(pieces) + 1] = [*(pieces[::-1] if transform == "inv" else pieces), EOS]
+            logprob[last] = -0.1
+        return {"generated": generated, "generated_logprob": logprob}
+
+    record_outputs(monkeypatch, replace)
     rows = evaluate(tmp_path / "results", f"finetuned={finetuned},targets=en:none+en:inv,examples=8")
     assert [(r.eval_transform, r.metric) for r in rows] == [
         ("none", "exact_match"), ("none", "f1"), ("inv", "exact_match"), ("inv", "f1")]
-    assert all(r.task == "qa" and 0.0 <= r.value <= 100.0 and r.n_examples == 8 for r in rows)
-    assert all(0 <= r.extra["empty_answers"] <= 8 for r in rows)
-    # The answers behind those rows: one string per question, decoded from the best window's generation.
-    config = get_config(CONFIGS / "evaluate.py", f"finetuned={finetuned},examples=8")
-    ev = evaluation._Evaluator(config)
-    data = tasks.prepare("qa", tokenizer, lang="en", split="dev", transform="none", seed=0, max_len=ev.model.max_len,
-                         limit=8, bucket=ev.model.bucket, **ev.model.task_options)
-    loaded, step = ev.params_for(1)
-    outputs = ev.outputs(loaded, step, data.features)
-    assert outputs["generated"].shape == (len(data.features), text_to_text.QA_TARGET_LEN)
-    answers = text_to_text.qa_predictions(data, outputs["generated"], outputs["generated_logprob"], tokenizer,
-                                          ev.model.layout)
-    assert set(answers) == {e.id for e in data.examples} and all(isinstance(a, str) for a in answers.values())
-    first = data.examples[0].id
-    rows_of_first = np.flatnonzero(data.features["example_id"] == 0)
-    scores = text_to_text.mean_logprob(outputs["generated"][rows_of_first], outputs["generated_logprob"][rows_of_first])
-    best = outputs["generated"][rows_of_first[np.argmax(scores)]]
-    assert answers[first] == tokenizer.decode(text_to_text.answer_ids(best, inverted=False), layout=ev.model.layout)
-    metrics, _ = evaluation.score(ev.model, data, outputs, config)
-    assert metrics == {r.metric: r.value for r in rows if r.eval_transform == "none"}
+    answers = {e.id: tokenizer.decode(tokenizer.encode(e.answers[0][0])) if i % 2 == 0 else ""
+               for i, e in enumerate(examples)}
+    want = squad_em_f1(golds, answers)
+    assert want["exact_match"] == 50.0
+    for row in rows:
+        assert row.task == "qa" and row.n_examples == 8
+        assert row.value == pytest.approx(want[row.metric]), (row.eval_transform, row.metric)
+        assert row.extra["empty_answers"] == 4
 
 
 def test_qa_answer_targets_come_from_the_answer_window_and_map_back_through_inversion(tiny_tokenizer):

@@ -43,9 +43,30 @@ def test_seqeval_on_bare_upos_merges_runs_unlike_token_accuracy():
     pred = [["NOUN", "VERB", "VERB"]]
     assert seqeval_f1(gold, pred)["f1"] == 0.0
     assert token_accuracy(gold, pred)["accuracy"] == pytest.approx(200 / 3)
-    # SCONJ ('S' prefix, type CONJ) and CCONJ (type CONJ) share a type: predicting one for the other
-    # still fails because SCONJ is a single-token chunk and CCONJ is not.
-    assert seqeval_f1([["SCONJ"]], [["SCONJ"]])["f1"] == 100.0
+
+
+def test_seqeval_on_bare_upos_reads_sconj_and_cconj_as_one_chunk_type():
+    """seqeval's default chunking on bare UPOS (REFERENCE_SPEC §0.10), worked by hand on real UD EWT dev
+    sentences: the first letter is the prefix and the rest the type, so SCONJ (prefix S = single-token chunk)
+    and CCONJ (prefix C, continues a same-type run) are both type CONJ. Pins that POS F1 is seqeval's own
+    semantics, not per-tag or B-prefixed scoring (either gives other numbers on every case below)."""
+    # email-enronsent19_02-0011 "The coefficient and standard error are as followed :": every neighbour has
+    # another type, so all 9 tags are one-token chunks and swapping CCONJ/SCONJ changes no chunk.
+    gold = ["DET", "NOUN", "CCONJ", "ADJ", "NOUN", "AUX", "SCONJ", "VERB", "PUNCT"]
+    swapped = ["DET", "NOUN", "SCONJ", "ADJ", "NOUN", "AUX", "CCONJ", "VERB", "PUNCT"]
+    assert seqeval_f1([gold], [swapped])["f1"] == 100.0
+    assert token_accuracy([gold], [swapped])["accuracy"] == pytest.approx(700 / 9)
+    # email-enronsent01_01-0029 "you know that both o'neal and matt are out ?". Gold chunks (10): RON 0-0,
+    # ERB 1-1, CONJ 2-2 (SCONJ ends at once), CONJ 2-3 (CCONJ opens no chunk after a same-type tag, so the run
+    # reaches back to 2), ROPN 4-4, CONJ 5-5, ROPN 6-6, UX 7-7, DV 8-8, UNCT 9-9. Tagging "that" PRON gives
+    # RON 2-2 and CONJ 3-3 instead of the two CONJ chunks: 8 of 10 right on both sides.
+    gold = ["PRON", "VERB", "SCONJ", "CCONJ", "PROPN", "CCONJ", "PROPN", "AUX", "ADV", "PUNCT"]
+    that_pron = ["PRON", "VERB", "PRON", "CCONJ", "PROPN", "CCONJ", "PROPN", "AUX", "ADV", "PUNCT"]
+    out = seqeval_f1([gold], [that_pron])
+    assert (out["precision"], out["recall"], out["f1"]) == pytest.approx((80.0, 80.0, 80.0))
+    assert token_accuracy([gold], [that_pron])["accuracy"] == pytest.approx(90.0)
+    # Two SCONJ are two chunks, two CCONJ one run: predicting one for the other scores nothing.
+    assert seqeval_f1([["SCONJ", "SCONJ"]], [["CCONJ", "CCONJ"]])["f1"] == 0.0
 
 
 def test_squad_normalisation_and_partial_f1():

@@ -9,19 +9,25 @@ shared cores. The `translit+inv` plan, including the MZ resize note, is checked 
 
 from __future__ import annotations
 
+import copy
 import json
 import pathlib
 import runpy
 import subprocess
 import sys
+import types
 
 import ml_collections
+import numpy as np
 import pytest
 
 from xlt_jax import results, tables
+from xlt_jax.data import tasks
+from xlt_jax.data.vocab import SPECIALS
 from xlt_jax.errors import ConfigError, XltError
 from xlt_jax.experiments import protocol
-from xlt_jax.finetuning import evaluation
+from xlt_jax.finetuning import evaluation, trainer
+from xlt_jax.finetuning.task_model import resolve_kind
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 CONFIG = REPO / "configs" / "experiments" / "deshpande.py"
@@ -119,6 +125,59 @@ def test_declared_row_settings_are_those_the_evaluator_assigns(data_dir, tmp_pat
             for lang, transform in evaluation.parse_targets(ev.targets)
         ]
         assert tuple(dict.fromkeys(assigned)) == step.settings, step.name
+
+
+def inversion_order(ids: np.ndarray) -> np.ndarray:
+    """REFERENCE_SPEC §1.1/§1.2 written out: positions of one row with every run between <s>/</s> reversed
+    (the specials stay in place; trailing padding is a run of its own)."""
+    order: list[int] = []
+    run: list[int] = []
+    for i, token in enumerate(ids.tolist()):
+        if token in (SPECIALS.bos, SPECIALS.eos):
+            order += [*run[::-1], i]
+            run = []
+        else:
+            run.append(i)
+    return np.array(order + run[::-1], np.int64)
+
+
+def translit(ids: np.ndarray, base_size: int) -> np.ndarray:
+    """REFERENCE_SPEC §1.4: every id but <s>, </s>, <pad> shifted by V."""
+    return np.where(np.isin(ids, (SPECIALS.bos, SPECIALS.eos, SPECIALS.pad)), ids, ids + base_size)
+
+
+def test_each_setting_fine_tunes_on_the_data_it_names(data_dir, tiny_tokenizer, tmp_path):
+    """BS trains on derived data, BZ and MZ on the original (REFERENCE_SPEC §4.1), checked on the token ids
+    the trainer's data preparation hands to the model for each planned fine-tune of every task: a BS
+    fine-tune on original data, or a BZ/MZ one on derived data, fails here."""
+    config = get_config("transform=translit+inv,tasks=pos+ner+nli+qa,crosslingual=false,smoke")
+    plan = protocol.build_plan(config, tmp_path)
+    steps = by_name(plan)
+    v = tiny_tokenizer.base_size
+    pre = types.SimpleNamespace(tokenizer=tiny_tokenizer)  # all `prepare_training_data` reads of the run
+    checked = []
+    for ev in (s for s in plan if s.kind == "evaluate"):
+        setting = ev.name.split("/")[2].split("-")[0]
+        ft = copy.deepcopy(steps[ev.after[0]].config)
+        model = "bilingual" if setting in ("BZ", "BS") else "monolingual"
+        assert ft.pretrained == str(steps[f"pretrain/{model}"].workdir), ev.name
+        ft.max_train_examples = 8
+        _, features, _ = trainer.prepare_training_data(ft, pre, resolve_kind(ft.task, "roberta", ft.head))
+        original = tasks.prepare(ft.task, tiny_tokenizer, lang=ft.lang, split=ft.train_split, transform="none",
+                                 seed=int(ft.transform_seed), max_len=int(ft.max_len), limit=8,
+                                 bucket=int(ft.bucket), **trainer.task_options(ft)).features["input_ids"]
+        got = features["input_ids"]
+        assert len(got) == len(original) >= 8, ev.name
+        if setting == "BS":  # translit+inv: every piece shifted to [V, 2V), each segment reversed
+            content = got[~np.isin(got, (SPECIALS.bos, SPECIALS.eos, SPECIALS.pad))]
+            assert np.all(content >= v), f"{ev.name}: trains on original pieces (ids < V)"
+            for row, orig in zip(got, original, strict=True):
+                np.testing.assert_array_equal(row, translit(orig[inversion_order(orig)], v), err_msg=ev.name)
+        else:
+            assert got.max() < v, ev.name
+            np.testing.assert_array_equal(got, original, err_msg=ev.name)
+        checked.append((ft.task, setting))
+    assert sorted(checked) == sorted((t, s) for t in ("pos", "ner", "nli", "qa") for s in ("BZ", "BS", "MZ"))
 
 
 def test_syntax_keeps_pos_on_ud_trees_and_skips_tasks_without_trees(data_dir, tmp_path):
@@ -286,9 +345,24 @@ def test_reused_pretraining_runs_are_not_run_and_must_have_a_checkpoint(data_dir
 # -- end to end ---------------------------------------------------------------------------------------------
 
 
+TRAINED_ON: dict[str, list[dict[str, np.ndarray]]] = {}  # fine-tune workdir -> the batches its train step got
+
+
+def recording_batches(batches, record: dict):
+    """Wraps `_Finetuner.batches`: every batch the fine-tuning loop feeds its train step is also kept."""
+
+    def wrapped(self, step):
+        for batch in batches(self, step):
+            record.setdefault(str(self.workdir), []).append({k: np.array(v) for k, v in batch.items()})
+            yield batch
+
+    return wrapped
+
+
 @pytest.fixture(scope="module")
 def e2e(data_dir, tmp_path_factory):
-    """The whole protocol for POS with tiny everything; returns (config, workdir, first run's result)."""
+    """The whole protocol for POS with tiny everything; returns (config, workdir, first run's result, printed
+    lines). The batches every fine-tune trains on are kept in TRAINED_ON."""
     config = get_config("lang=en,transform=inv,tasks=pos,xl_langs=fr,smoke,steps=4,ft_steps=6,ft_examples=192,"
                         "eval_examples=48")
     shards = str(tmp_path_factory.mktemp("shards"))
@@ -298,7 +372,9 @@ def e2e(data_dir, tmp_path_factory):
     config.pretrain.monolingual.model.num_langs = 2  # same shapes as the bilingual model: compiled once
     workdir = tmp_path_factory.mktemp("protocol")
     printed: list[str] = []
-    result = protocol.run(config, workdir, out=printed.append)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(trainer._Finetuner, "batches", recording_batches(trainer._Finetuner.batches, TRAINED_ON))
+        result = protocol.run(config, workdir, out=printed.append)
     return config, workdir, result, printed
 
 
@@ -340,6 +416,37 @@ def test_e2e_protocol_writes_bz_bs_mz_rows_and_the_report(e2e):
     assert {(r["setting"], r["eval_transform"]) for r in bz} == {("", "none"), ("BZ", "inv")}
     ft = json.loads((workdir / "finetune/pos/bilingual-derived-s42/DONE.json").read_text())["summary"]
     assert ft == {"start_step": 0, "final_step": 6}
+
+
+def test_e2e_bs_fine_tune_trains_on_derived_batches_and_bz_mz_on_original(e2e):
+    """The batches each protocol fine-tune actually fed its train step: BS's are the inverted training
+    sentences (pieces and POS labels reversed together), BZ's and MZ's the original ones (REFERENCE_SPEC §4.1)."""
+    from xlt_jax.data.tokenizer import Tokenizer
+
+    _, workdir, result, _ = e2e
+    steps = by_name(result.plan)
+    ft = steps["finetune/pos/bilingual-derived-s42"].config
+    tokenizer = Tokenizer.load(workdir / "pretrain" / "bilingual" / "tokenizer")
+    original = tasks.prepare("pos", tokenizer, lang="en", split="train", max_len=int(ft.max_len),
+                             limit=int(ft.max_train_examples), bucket=int(ft.bucket)).features
+
+    def key(ids: np.ndarray, labels: np.ndarray) -> tuple:
+        n = int(np.count_nonzero(ids != SPECIALS.pad))
+        return tuple(ids[:n].tolist()), tuple(labels[:n].tolist())
+
+    plain = {key(i, lab) for i, lab in zip(original["input_ids"], original["labels"], strict=True)}
+    inverted = set()
+    for ids, labels in zip(original["input_ids"], original["labels"], strict=True):
+        order = inversion_order(ids)
+        inverted.add(key(ids[order], labels[order]))
+    assert len(plain & inverted) < 0.05 * len(plain)  # few palindromes: the two sets tell the data apart
+    for name, expected in [("bilingual-derived", inverted), ("bilingual-original", plain),
+                           ("monolingual-original", plain)]:
+        batches = TRAINED_ON[str(steps[f"finetune/pos/{name}-s42"].workdir)]
+        assert len(batches) == int(ft.train.max_steps), name
+        rows = [key(i, lab) for b in batches for i, lab in zip(b["input_ids"], b["labels"], strict=True)]
+        wrong = sum(row not in expected for row in rows)
+        assert wrong == 0, f"{name}: {wrong} of {len(rows)} training rows are not its setting's data"
 
 
 def test_e2e_rerun_skips_finished_steps_and_resumes_a_lost_one(e2e):

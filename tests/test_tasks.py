@@ -383,6 +383,18 @@ def test_mean_pool_ignores_padding_and_keeps_specials():
     assert retrieval.score(None, pooled, pooled)["accuracy"] == 100.0
 
 
+def test_tatoeba_score_is_cosine_top1_from_each_original_query_to_its_own_candidate_line():
+    """REFERENCE_SPEC §4.6: for each query (original sentence) the argmax of cosine over ALL candidates
+    (derived sentences), right when it is the query's own line. Worked by hand: query 1 prefers candidate 1
+    (cosine 1.0 vs 0.8 for the long candidate 0), so the score is 100; scoring candidates -> queries
+    (candidate 0 finds query 1), raw dot products (candidate 0's 8 beats 1) or shifted gold lines all differ."""
+    queries = np.eye(4)
+    candidates = np.array([[6.0, 8.0, 0, 0], [0, 1.0, 0, 0], [0, 0, 1.0, 0], [0, 0, 0, 1.0]])
+    assert retrieval.score(None, queries, candidates)["accuracy"] == 100.0
+    assert retrieval.score(None, candidates, queries)["accuracy"] == 75.0  # the reverse direction
+    assert retrieval.score(None, queries, np.roll(candidates, 1, axis=0))["accuracy"] == 0.0
+
+
 # --- missing data ----------------------------------------------------------------------------------
 @pytest.mark.parametrize(
     "task,lang,split,source,needle",
