@@ -18,12 +18,15 @@ import time
 from collections.abc import Callable
 
 import jax
+import jax.monitoring
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from xlt_jax.data.pretrain import mlm
+from xlt_jax.data.vocab import VocabLayout
 from xlt_jax.models import build_model, default_model_config, flops_per_example
-from xlt_jax.training import optimizer, partitioning, steps
+from xlt_jax.training import compile_cache, optimizer, partitioning, steps
 from xlt_jax.training import state as state_lib
 
 RULES = {
@@ -33,6 +36,9 @@ RULES = {
 OPTIMIZER = ml_collections.ConfigDict(dict(
     learning_rate=1e-4, warmup_steps=10, b1=0.9, b2=0.999, eps=1e-8, weight_decay=0.0, clip_norm=1.0
 ))  # fmt: skip
+
+
+_COMPILE_EVENTS: list[str] = []
 
 
 def timed_calls(fn: Callable[[], object], repeats: int) -> list[float]:
@@ -61,18 +67,19 @@ def matmul_peak(device: jax.Device, n: int = 2048, repeats: int = 8) -> tuple[fl
     return 2.0 * n**3 / min(times), 2.0 * n**3 / statistics.median(times)
 
 
-def synthetic_batch(batch: int, seq_len: int, vocab: int, num_langs: int) -> dict[str, np.ndarray]:
-    """An MLM batch with the pipeline's layout (15% predicted); speed does not depend on the ids."""
+def synthetic_batch(
+    batch: int, seq_len: int, vocab: int, num_langs: int, max_predictions: int
+) -> dict[str, np.ndarray]:
+    """An MLM batch from the pipeline's own masking (15% predicted; `max_predictions` gathered rows per
+    sequence, 0 = dense targets); speed does not depend on the ids."""
     rng = np.random.default_rng(0)
     ids = rng.integers(5, vocab, size=(batch, seq_len), dtype=np.int32)
-    predict = rng.random((batch, seq_len)) < 0.15
-    return {
-        "input_ids": np.where(predict, 4, ids).astype(np.int32),
-        "targets": np.where(predict, ids, 0).astype(np.int32),
-        "loss_mask": predict.astype(np.float32),
-        "attention_mask": np.ones((batch, seq_len), np.int32),
-        "lang_id": (np.arange(batch) % num_langs).astype(np.int32),
-    }
+    out = mlm.mask_tokens(
+        ids, layout=VocabLayout(vocab), seed=0, example_ids=np.arange(batch), draws=np.zeros(batch),
+        max_predictions=max_predictions,
+    )
+    out.pop("mlm_overflow", None)
+    return out | {"lang_id": (np.arange(batch) % num_langs).astype(np.int32)}
 
 
 def model_config(preset: str, seq_len: int, *, scan: bool) -> ml_collections.ConfigDict:
@@ -93,15 +100,18 @@ def bench_model(preset: str, scan: bool, args: argparse.Namespace, mesh: jax.sha
         lambda rngs: build_model(config, args.vocab, rngs=rngs), tx, mesh, rules, seed=0
     )
     step = steps.make_train_step(created.model_def, tx, schedule, mesh=mesh, state_shardings=created.shardings)
-    batch_np = synthetic_batch(args.batch, args.seq_len, args.vocab, config.num_langs)
+    predicted = mlm.auto_max_predictions(args.seq_len, 0.15) if args.max_predictions < 0 else args.max_predictions
+    batch_np = synthetic_batch(args.batch, args.seq_len, args.vocab, config.num_langs, predicted)
     with partitioning.sharding_context(mesh, rules):
         batch = partitioning.global_batch(batch_np, mesh)
         t0 = time.perf_counter()
         lowered = step.lower(created.state, batch)
         lower_s = time.perf_counter() - t0
         t0 = time.perf_counter()
+        _COMPILE_EVENTS.clear()
         lowered.compile()
         compile_s = time.perf_counter() - t0
+        cache_hit = "/jax/compilation_cache/cache_hits" in _COMPILE_EVENTS
         state = created.state
 
         def one_step() -> None:
@@ -119,15 +129,17 @@ def bench_model(preset: str, scan: bool, args: argparse.Namespace, mesh: jax.sha
             times.extend(timed_calls(one_step, 1))
             peaks.append(matmul_peak(device, repeats=2)[0])
         hlo_flops = unrolled_hlo_flops(preset, args, mesh, rules, tx, schedule, batch)
-    flops = flops_per_example(config, args.vocab, args.seq_len) * args.batch
+    flops = flops_per_example(config, args.vocab, args.seq_len, predicted=predicted or None) * args.batch
     fractions = [flops / t / max(peaks[i], peaks[i + 1]) for i, t in enumerate(times)]
     step_s = statistics.median(times)
     tokens = args.batch * args.seq_len
     return {
         "layers": "scan" if scan else "unrolled",
+        "max_predictions_per_seq": predicted,
         "params": state_lib.parameter_count(state),
         "lower_s": round(lower_s, 3),
         "compile_s": round(compile_s, 3),
+        "compile_cache_hit": cache_hit,
         "step_s": round(step_s, 4),
         "step_s_min": round(min(times), 4),
         "tokens_per_s": round(tokens / step_s, 1),
@@ -160,8 +172,17 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--vocab", type=int, default=40000, help="the paper's monolingual vocabulary")
     parser.add_argument("--steps", type=int, default=5, help="timed steps (median and best reported)")
     parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--max-predictions", type=int, default=-1, help="MLM rows projected: -1 auto, 0 all")
+    parser.add_argument(
+        "--compile-cache", default="auto", help="persistent XLA cache: auto ($XLT_CACHE_DIR/jax), a path, or ''"
+    )
     args = parser.parse_args(argv)
+    jax.monitoring.register_event_listener(lambda name, **_: _COMPILE_EVENTS.append(name))
+    with compile_cache.persistent_cache(args.compile_cache):
+        run(args)
 
+
+def run(args: argparse.Namespace) -> None:
     device = jax.devices()[0]
     mesh = partitioning.make_mesh(ml_collections.ConfigDict({"shape": (1, 1, 1)}), [device])
     figures: dict[str, object] = {
@@ -176,6 +197,7 @@ def main(argv: list[str]) -> None:
             figures[f"{preset}/{layers}"] = r
             print(
                 f"{preset:8s} {layers:8s} {r['params'] / 1e6:5.1f}M params | compile {r['compile_s']:6.2f} s "
+                f"({'cache hit' if r['compile_cache_hit'] else 'compiled'}) "
                 f"(lower {r['lower_s']:.2f}) | step {r['step_s']:.3f} s (best {r['step_s_min']:.3f}) | "
                 f"{r['tokens_per_s']:7,.0f} tok/s | {r['flops_per_s'] / 1e9:5.1f} GFLOP/s | peak "
                 f"{r['peak_flops_per_s'] / 1e9:5.1f} GFLOP/s | {100 * r['fraction_of_peak']:5.1f}% of peak "
