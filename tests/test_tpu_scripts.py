@@ -435,11 +435,11 @@ def test_remote_sync_restores_then_copies_the_workdir(fake, checkout):
 # -- shellcheck ---------------------------------------------------------------------------------------
 
 
-def test_shellcheck_passes_on_every_script():
+def test_shellcheck_passes_on_every_script_and_ci():
     if shutil.which("shellcheck") is None:
         if os.environ.get("XLT_REQUIRE_EXTRAS") == "1":
             pytest.fail("shellcheck is required here (XLT_REQUIRE_EXTRAS=1): apt-get install -y shellcheck")
         pytest.skip("shellcheck not installed (apt-get install -y shellcheck)")
-    files = sorted(str(p) for p in TPU.glob("*.sh"))
+    files = [*sorted(str(p) for p in TPU.glob("*.sh")), str(REPO / ".ci" / "run")]
     done = subprocess.run(["shellcheck", "-x", *files], capture_output=True, text=True, cwd=REPO)
     assert done.returncode == 0, done.stdout
