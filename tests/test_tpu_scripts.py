@@ -76,9 +76,9 @@ class Fake:
     def clear(self) -> None:
         (self.dir / "calls.jsonl").unlink(missing_ok=True)
 
-    def run(self, script: str, *args: str, check: bool = True, cwd: pathlib.Path | None = None):
+    def run(self, script: str, *args: str, check: bool = True, cwd: pathlib.Path | None = None, timeout: int = 120):
         done = subprocess.run(["bash", str(TPU / script), *args], env=self.env, capture_output=True, text=True,
-                              timeout=120, cwd=cwd)
+                              timeout=timeout, cwd=cwd)
         if check:
             assert done.returncode == 0, f"{script} {args}: {done.returncode}\n{done.stdout}\n{done.stderr}"
         return done
@@ -266,11 +266,11 @@ def test_watch_relaunches_a_dead_run_and_stops_when_it_finished(fake):
 def test_watch_loops_until_done_and_gives_up_after_max_restarts(fake):
     fake.answer("describe", "READY")
     fake.answer("status", "dead", "running", "exit 0")
-    fake.run("watch.sh", "--interval", "0", "--", *PAPER)
+    fake.run("watch.sh", "--interval", "0", "--", *PAPER, timeout=30)  # a loop that never ends: fails, not hangs
     assert sum("remote.sh start" in c[-1] for c in fake.calls()) == 1
     fake.clear()
     fake.answer("status", "exit 1")
-    done = fake.run("watch.sh", "--interval", "0", "--max-restarts", "2", "--", *PAPER, check=False)
+    done = fake.run("watch.sh", "--interval", "0", "--max-restarts", "2", "--", *PAPER, check=False, timeout=30)
     assert done.returncode == 2 and "giving up" in done.stderr
     assert sum("remote.sh start" in c[-1] for c in fake.calls()) == 2
 
