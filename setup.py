@@ -8,9 +8,10 @@ CORE = [
     "optax>=0.2.5",
     "orbax-checkpoint>=0.12.0",
     "ml-collections>=1.0.0",
+    # Only clu.parameter_overview (the parameter/sharding table at the start of training): clu.metric_writers
+    # and clu.periodic_actions need TensorFlow (README, "Libraries").
     "clu>=0.0.12",
     "sentencepiece>=0.2.0",
-    "grain>=0.2.12",
     "numpy>=2.0",
     "scipy>=1.13",
     "seqeval>=1.2.2",
@@ -24,7 +25,8 @@ CORE = [
 
 EXTRAS = {
     "test": ["pytest>=8", "pytest-xdist>=3.5", "hypothesis>=6.100", "ruff>=0.6"],
-    "tfds": ["tensorflow-datasets>=4.9.6", "tensorflow-cpu>=2.16"],
+    # tfds: sources read prepared array_record data through tfds.data_source, which needs no TensorFlow.
+    "tfds": ["tensorflow-datasets>=4.9.6"],
     "hf": ["torch==2.13.0", "transformers>=4.45"],
     # libtpu as `jax[tpu]` pins it for the installed jax: compiles TPU programs ahead of time on any machine.
     "tpu": ["jax[tpu]"],

@@ -117,13 +117,15 @@ def test_tfds_source_reads_text_records(data_dir, monkeypatch):
     lines = list(read_lines(data_dir / "raw/lingua_leipzig_sample/en.sentences.txt.gz"))[:10]
     calls = []
 
-    def data_source(name, split):
-        calls.append((name, split))
+    def data_source(name, **kwargs):
+        calls.append((name, kwargs))
         return [{"text": line.encode("utf-8"), "id": i} for i, line in enumerate(lines)]
 
     monkeypatch.setitem(sys.modules, "tensorflow_datasets", types.SimpleNamespace(data_source=data_source))
+    monkeypatch.setenv("TFDS_DATA_DIR", "/tfds")
     assert corpora.read_source("tfds:wiki40b/en:1.3.0:validation", limit=4) == lines[:4]
-    assert calls == [("wiki40b/en:1.3.0", "validation")]
+    # A real dataset: tests/test_tfds_source.py.
+    assert calls == [("wiki40b/en:1.3.0", {"split": "validation", "data_dir": "/tfds", "download": False})]
 
 
 # -- the gold-tree corpus and every pretraining path's text (training.inputs) --------------------------------

@@ -88,9 +88,16 @@ def dist_config(**overrides):
 
 
 def test_distributed_settings_come_from_config_then_environment(monkeypatch):
-    for name in (distributed.ENV_ADDRESS, distributed.ENV_NUM_PROCESSES, distributed.ENV_PROCESS_ID):
+    for name in (distributed.ENV_ADDRESS, distributed.ENV_NUM_PROCESSES, distributed.ENV_PROCESS_ID,
+                 distributed.ENV_INITIALIZE):
         monkeypatch.delenv(name, raising=False)
     assert distributed.settings(dist_config()) is None  # single process: nothing to initialise
+    # tpu/launch.sh's switch: auto-detection (TPU pod slices) for every config in the process.
+    monkeypatch.setenv(distributed.ENV_INITIALIZE, "1")
+    assert distributed.settings(dist_config()) == {"coordinator_address": None, "num_processes": None,
+                                                   "process_id": None}
+    monkeypatch.setenv(distributed.ENV_INITIALIZE, "0")
+    assert distributed.settings(dist_config()) is None
     monkeypatch.setenv(distributed.ENV_ADDRESS, "10.0.0.1:1234")
     monkeypatch.setenv(distributed.ENV_NUM_PROCESSES, "4")
     monkeypatch.setenv(distributed.ENV_PROCESS_ID, "3")

@@ -5,6 +5,7 @@ Compiles dominate the cost, so runs of the same config share JAX's persistent co
 
 from __future__ import annotations
 
+import logging
 import os
 import pathlib
 import runpy
@@ -62,9 +63,16 @@ def read_scalars(workdir: pathlib.Path) -> dict[str, dict[int, float]]:
     return out
 
 
-def test_smoke_run_writes_metrics_checkpoints_tokenizer_and_config(data_dir, compile_cache, shard_cache, tmp_path):
+def test_smoke_run_writes_metrics_checkpoints_tokenizer_and_config(
+    data_dir, compile_cache, shard_cache, tmp_path, caplog
+):
     config, workdir = smoke_config(shard_cache), tmp_path
-    result = loop.run(config, workdir)
+    with caplog.at_level(logging.INFO):
+        result = loop.run(config, workdir)
+    # clu's parameter table: one row per parameter with its PartitionSpec under the config's rules.
+    table = next(r.getMessage() for r in caplog.records if "| Name" in r.getMessage())
+    assert "| Sharding" in table and "Total:" in table
+    assert any("word_embeddings/embedding" in line and "('tensor', 'fsdp')" in line for line in table.splitlines())
     assert (result.start_step, result.final_step) == (0, STEPS)
     assert [h["step"] for h in result.history] == list(range(1, STEPS + 1))
     losses = [h["loss"] for h in result.history]

@@ -2,7 +2,9 @@
 
 Sources, in order of precedence: `config.distributed.{coordinator_address, num_processes, process_id}`, then
 the environment (`JAX_COORDINATOR_ADDRESS`, `JAX_NUM_PROCESSES`, `JAX_PROCESS_ID`). With
-`config.distributed.initialize=True` and no address, JAX auto-detects the cluster (TPU pod slices, SLURM).
+`config.distributed.initialize=True` and no address, JAX auto-detects the cluster (TPU pod slices, SLURM);
+`XLT_DISTRIBUTED_INITIALIZE=1` in the environment does the same for every config of a process, so
+`tpu/launch.sh` can start any binary (the protocol runner's nested configs included) on all workers.
 Must run before anything touches the devices.
 """
 
@@ -19,6 +21,7 @@ from xlt_jax.errors import ConfigError
 ENV_ADDRESS = "JAX_COORDINATOR_ADDRESS"
 ENV_NUM_PROCESSES = "JAX_NUM_PROCESSES"
 ENV_PROCESS_ID = "JAX_PROCESS_ID"
+ENV_INITIALIZE = "XLT_DISTRIBUTED_INITIALIZE"  # 1/true: as config.distributed.initialize=True
 
 
 def _env_int(name: str) -> int | None:
@@ -36,7 +39,8 @@ def settings(dist_config: ml_collections.ConfigDict) -> dict | None:
     address = dist_config.coordinator_address or os.environ.get(ENV_ADDRESS) or None
     num = dist_config.num_processes if dist_config.num_processes > 0 else _env_int(ENV_NUM_PROCESSES)
     pid = dist_config.process_id if dist_config.process_id >= 0 else _env_int(ENV_PROCESS_ID)
-    if address is None and not dist_config.initialize:
+    initialize = dist_config.initialize or os.environ.get(ENV_INITIALIZE, "").lower() in ("1", "true")
+    if address is None and not initialize:
         if num is not None and num > 1:
             raise ConfigError(
                 f"distributed.num_processes={num} but no coordinator address: set distributed.coordinator_address "

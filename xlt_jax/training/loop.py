@@ -30,6 +30,7 @@ from typing import Any
 import jax
 import ml_collections
 import numpy as np
+from clu import parameter_overview
 
 from xlt_jax.data.pretrain import pipeline
 from xlt_jax.errors import ConfigError, TrainingDiverged
@@ -248,6 +249,8 @@ class _Trainer:
             self.train_iter.set_state(data_state)
             logging.info("resumed from %s at step %d", self.checkpointer.directory, latest)
         logging.info("model: %d parameters, vocabulary %d", state_lib.parameter_count(self.state), vocab_size)
+        # Shape and PartitionSpec of every parameter: where the logical rules put them (no device compute).
+        parameter_overview.log_parameter_overview(self.state.params, include_stats="sharding", jax_logging_process=0)
         self.train_step = steps.make_train_step(
             self.model_def, self.tx, self.schedule, mesh=self.mesh, state_shardings=self.shardings,
             grad_accum_steps=int(config.train.grad_accum_steps),
