@@ -6,7 +6,9 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
+import pytest
 
+from xlt_jax.errors import ConfigError
 from xlt_jax.training import optimizer
 
 
@@ -29,6 +31,19 @@ def test_schedule_is_hf_linear_warmup_then_decay_to_zero():
     for step in (0, 1, 5_000, 9_999, 10_000, 10_001, 250_000, 499_999, 500_000, 600_000):
         expected = hf_linear_schedule(step, 1e-4, 10_000, 500_000)
         np.testing.assert_allclose(float(schedule(step)), expected, rtol=1e-3, atol=1e-11)  # float32 arithmetic
+
+
+def test_constant_and_warmup_stable_decay_schedules():
+    constant = optimizer.learning_rate_schedule(recipe(warmup_steps=100, schedule="constant"), total_steps=1000)
+    wsd = optimizer.learning_rate_schedule(
+        recipe(warmup_steps=100, schedule="wsd", decay_fraction=0.25), total_steps=1000
+    )
+    for step, c, w in ((0, 0.0, 0.0), (50, 5e-5, 5e-5), (100, 1e-4, 1e-4), (600, 1e-4, 1e-4), (750, 1e-4, 1e-4),
+                       (875, 1e-4, 5e-5), (1000, 1e-4, 0.0), (2000, 1e-4, 0.0)):  # fmt: skip
+        np.testing.assert_allclose(float(constant(step)), c, rtol=1e-5, atol=1e-12, err_msg=f"constant@{step}")
+        np.testing.assert_allclose(float(wsd(step)), w, rtol=1e-5, atol=1e-12, err_msg=f"wsd@{step}")
+    with pytest.raises(ConfigError, match="optimizer.schedule"):
+        optimizer.learning_rate_schedule(recipe(schedule="cosine"), total_steps=10)
 
 
 def test_weight_decay_skips_biases_and_norm_scales():

@@ -117,7 +117,9 @@ def pretrain_config(
 
     c.optimizer = ml_collections.ConfigDict(dict(
         learning_rate=1e-4,  # peak learning rate
-        warmup_steps=10_000,  # linear warmup from 0, then linear decay to 0 at train.steps
+        warmup_steps=10_000,  # linear warmup from 0, then the schedule
+        schedule="linear",  # linear (reference: to 0 at train.steps) | constant | wsd (decay over the last part)
+        decay_fraction=0.2,  # wsd: share of train.steps spent decaying linearly to 0
         b1=0.9,
         b2=0.999,
         eps=1e-8,

@@ -5,7 +5,7 @@ loss curves: `xlt_jax.interop.compare`) and to measure speed against the stack t
 (`python -m xlt_jax.bench peer`). The model is built from a config, never downloaded.
 
 The optimizer mirrors `xlt_jax.training.optimizer`: AdamW with decoupled weight decay (not on biases and
-LayerNorm weights, as the HF Trainer), global-norm clipping, linear warmup then linear decay to zero.
+LayerNorm weights, as the HF Trainer), global-norm clipping, and xlt_jax's learning-rate schedule itself.
 With `masked_only=True` the MLM head runs on the predicted positions only (what xlt_jax does), so a speed
 comparison can be made both against Hugging Face as shipped and against the same saving in PyTorch.
 """
@@ -22,19 +22,9 @@ from xlt_jax.data.pretrain.mlm import dense_targets
 from xlt_jax.data.vocab import SPECIALS
 from xlt_jax.interop import hf_roberta
 from xlt_jax.models.presets import ModelSpec
+from xlt_jax.training.optimizer import learning_rate_schedule
 
 IGNORE_INDEX = -100
-
-
-def _linear_warmup_decay(warmup: int, total: int):
-    """HF `get_linear_schedule_with_warmup` as an lr multiplier of the step (0-based, before the update)."""
-
-    def factor(step: int) -> float:
-        if step < warmup:
-            return step / max(warmup, 1)
-        return max(0.0, (total - step) / max(total - warmup, 1))
-
-    return factor
 
 
 class TorchMlmPeer:
@@ -74,9 +64,10 @@ class TorchMlmPeer:
             betas=(float(opt_config.b1), float(opt_config.b2)),
             eps=float(opt_config.eps),
         )
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, _linear_warmup_decay(int(opt_config.warmup_steps), int(total_steps))
-        )
+        # xlt_jax's own schedule, evaluated on the host: the two runs follow the same learning rates.
+        schedule = learning_rate_schedule(opt_config, int(total_steps))
+        peak = float(opt_config.learning_rate)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda step: float(schedule(step)) / peak)
         self.clip_norm = float(opt_config.clip_norm or 0.0)
 
     # -- weights ------------------------------------------------------------------------------------------
