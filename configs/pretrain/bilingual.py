@@ -5,7 +5,7 @@ Arguments (`--config configs/pretrain/bilingual.py:lang=en,transform=inv`):
   transform=inv      derived language: inv | perm | translit | translit+inv | inv@word | ... (none with lang2)
   lang2=             a second natural language instead of a derived one (e.g. lang2=fr, transform=none)
   objective=mlm      mlm (RoBERTa) | span (T5 v1.1 span corruption)
-  model=             preset: roberta tiny|small|roberta8 (default roberta8); t5 tiny|small|base (default small)
+  model=             preset: roberta tiny|mini|small|roberta8 (default roberta8); t5 tiny|small|base (default small)
   smoke              tiny model, seq 64, 20 steps: an end-to-end run in well under a minute on a CPU
   steps, batch, seq, lr, vocab: override the recipe's train.steps, global batch, seq_len, peak lr, vocab size
 

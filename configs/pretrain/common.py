@@ -107,7 +107,7 @@ def pretrain_config(
     c.data = data_block(mode, langs, transform, objective, alpha)
 
     c.model = default_model_config(OBJECTIVE_MODEL[objective])  # all keys: xlt_jax/models/presets.py
-    c.model.preset = model or c.model.preset  # roberta: tiny | small | roberta8; t5: tiny | small | base
+    c.model.preset = model or c.model.preset  # roberta: tiny | mini | small | roberta8; t5: tiny | small | base
     c.model.dtype = "bfloat16"  # compute dtype (fp32 master weights: param_dtype)
     c.model.param_dtype = "float32"
     c.model.scan_layers = True  # layers under nnx.scan (fast compiles)

@@ -4,7 +4,7 @@ Arguments (`--config configs/pretrain/monolingual.py:lang=en`):
   lang=en            the language
   transform=none     none = the natural language; inv, perm, translit, ... = only the derived language
   objective=mlm      mlm (RoBERTa) | span (T5 v1.1 span corruption)
-  model=             preset: roberta tiny|small|roberta8 (default roberta8); t5 tiny|small|base (default small)
+  model=             preset: roberta tiny|mini|small|roberta8 (default roberta8); t5 tiny|small|base (default small)
   smoke              tiny model, seq 64, 20 steps: an end-to-end run in well under a minute on a CPU
   steps, batch, seq, lr, vocab: override the recipe's train.steps, global batch, seq_len, peak lr, vocab size
 

@@ -4,7 +4,7 @@ Arguments (`--config configs/pretrain/multilingual.py:langs=en+fr+hi+ar,alpha=0.
   langs=en+fr+hi+ar  '+'-separated languages (one joint tokenizer, trained on the same α-mix)
   alpha=0.3          sampling temperature (XLM-R / mT5 use 0.3; 1.0 = natural proportions)
   objective=mlm      mlm (RoBERTa) | span (T5 v1.1 span corruption, mT5 style)
-  model=             preset: roberta tiny|small|roberta8 (default roberta8); t5 tiny|small|base (default small)
+  model=             preset: roberta tiny|mini|small|roberta8 (default roberta8); t5 tiny|small|base (default small)
   smoke              tiny model, seq 64, 20 steps: an end-to-end run in well under a minute on a CPU
   steps, batch, seq, lr, vocab: override the recipe's train.steps, global batch, seq_len, peak lr, vocab size
 

@@ -21,6 +21,8 @@ from xlt_jax.models.layers import DTYPES, REMAT_POLICIES
 PRESETS: dict[str, dict[str, dict[str, int | None]]] = {
     "roberta": {
         "tiny": dict(num_layers=2, hidden=64, heads=2, head_dim=None, mlp=128),
+        # The CPU-scale experiments' model (README: fidelity, `make demo`, `make replicate`).
+        "mini": dict(num_layers=2, hidden=128, heads=2, head_dim=None, mlp=512),
         "small": dict(num_layers=4, hidden=256, heads=4, head_dim=None, mlp=1024),
         # The paper's model (REFERENCE_SPEC §3.1, config/{lang}/roberta_8/config.json).
         "roberta8": dict(num_layers=8, hidden=512, heads=8, head_dim=None, mlp=2048),
