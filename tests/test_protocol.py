@@ -25,7 +25,7 @@ from xlt_jax import results, tables
 from xlt_jax.data import tasks
 from xlt_jax.data.vocab import SPECIALS
 from xlt_jax.errors import ConfigError, XltError
-from xlt_jax.experiments import protocol
+from xlt_jax.experiments import protocol, validate
 from xlt_jax.finetuning import evaluation, trainer
 from xlt_jax.finetuning.task_model import resolve_kind
 
@@ -325,6 +325,26 @@ def test_changed_configs_make_training_steps_an_error_and_evaluations_rerun(data
     protocol.run(more, tmp_path, out=lambda _: None)
     assert calls.calls == ["evaluate/pos/BZ-s42", "evaluate/pos/BS-s42", "evaluate/pos/MZ-s42",
                            "evaluate/pos/crosslingual-bilingual-s42", "evaluate/pos/crosslingual-monolingual-s42"]
+
+
+def test_a_plan_is_checked_whole_before_any_step_runs(data_dir, tmp_path, monkeypatch):
+    """The 26-minute mistake of the first CPU replication (fine-tuning max_len 512 against a 64-position model)
+    and a missing data file are both reported at once, before anything runs."""
+    config = fake_config("ft_max_len=512")
+    config.evaluate.pos.source = "no_such_source"
+    config.pretrain.bilingual.data.global_batch_size = 6  # 8 fake devices cannot split it
+    fake = FakeSteps()
+    monkeypatch.setattr(protocol, "execute", fake)
+    with pytest.raises(ConfigError) as error:
+        protocol.run(config, tmp_path / "protocol", out=lambda _: None)
+    message = str(error.value)
+    assert "finetune/pos/bilingual-original-s42: max_len=512 exceeds the pretrained position table" in message
+    assert "finetune/pos/monolingual-original-s42: max_len=512" in message
+    assert "evaluate/pos/BZ-s42: target en:none" in message and "no_such_source" in message
+    assert "pretrain/bilingual: data.global_batch_size=6" in message
+    assert fake.calls == [] and not (tmp_path / "protocol").exists()
+    # A consistent plan passes the same check.
+    assert validate.plan_problems(protocol.build_plan(fake_config(), tmp_path / "ok")) == []
 
 
 def test_reused_pretraining_runs_are_not_run_and_must_have_a_checkpoint(data_dir, tmp_path, monkeypatch):

@@ -51,6 +51,7 @@ from xlt_jax.data import tasks, transforms
 from xlt_jax.data.tasks import sources
 from xlt_jax.data.vocab import VocabLayout
 from xlt_jax.errors import ConfigError, TransformError, XltError
+from xlt_jax.experiments import validate
 
 ALL_TASKS = ("pos", "ner", "nli", "qa", "tatoeba")
 DONE_FILE = "DONE.json"
@@ -517,6 +518,7 @@ def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike, *, dry_ru
         if step.kind == "skip":
             logging.warning("skipping %s: %s", step.name, step.note)
     check_runnable(plan, status)
+    validate.check_plan_whole(plan)
     if dry_run:
         return ProtocolResult(plan, status, [], {}, "")
 

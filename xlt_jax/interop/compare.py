@@ -32,6 +32,10 @@ DEFAULT_EVAL_BATCHES = 8
 
 cli.define_flags("Pretraining config file (configs/pretrain/*.py:ARGS); model.name must be roberta.")
 flags.DEFINE_list("models", list(MODELS), "Which models to train: xlt_jax, hf, or both.")
+flags.DEFINE_bool(
+    "hf_masked_only", True,
+    "Run the Hugging Face MLM head on predicted positions only (the same loss and gradients, far less work).",
+)
 flags.adopt_module_key_flags(cli)
 
 
@@ -75,7 +79,13 @@ class _Ours:
         return {"loss": loss / max(weight, 1.0), "accuracy": correct / max(weight, 1.0)}
 
 
-def compare(config: ml_collections.ConfigDict, workdir: str | os.PathLike, models: Sequence[str] = MODELS) -> dict:
+def compare(
+    config: ml_collections.ConfigDict,
+    workdir: str | os.PathLike,
+    models: Sequence[str] = MODELS,
+    *,
+    hf_masked_only: bool = True,
+) -> dict:
     """Run the comparison; returns the summary (final losses, per-model step time, curve gap)."""
     from xlt_jax.interop.torch_peer import TorchMlmPeer
     from xlt_jax.models import resolve_model_config
@@ -97,7 +107,9 @@ def compare(config: ml_collections.ConfigDict, workdir: str | os.PathLike, model
         trainers["xlt_jax"] = ours
     if "hf" in models:
         spec = resolve_model_config(config.model, data.vocab_size)
-        trainers["hf"] = TorchMlmPeer(spec, config.optimizer, total, params=ours.initial_params, seed=int(config.seed))
+        trainers["hf"] = TorchMlmPeer(
+            spec, config.optimizer, total, params=ours.initial_params, seed=int(config.seed), masked_only=hf_masked_only
+        )
     num_eval = int(config.train.eval_max_batches) or DEFAULT_EVAL_BATCHES
     eval_batches = [_host(b) for b in _take(data.eval_batches(), num_eval)]
     eval_every = int(config.train.eval_every) or max(total // 10, 1)
@@ -180,7 +192,7 @@ def plot_curves(rows: Sequence[Mapping[str, float]], path: pathlib.Path, *, titl
 
 
 def _main(config: ml_collections.ConfigDict, workdir: str) -> None:
-    summary = compare(config, workdir, flags.FLAGS.models)
+    summary = compare(config, workdir, flags.FLAGS.models, hf_masked_only=flags.FLAGS.hf_masked_only)
     print(json.dumps(summary))
 
 
