@@ -94,12 +94,20 @@ def _write(data: bytes, name: str = "slice") -> pathlib.Path:
 # ------------------------------------------------------------------------------------------- line formats
 
 
+def conllu_agrees(content: bytes, sentences: list[dict]) -> None:
+    """A parsed treebank reproduces the FORM, UPOS, HEAD and DEPREL text of every word line of the file."""
+    lines = [line.rstrip("\r").split("\t") for line in content.decode("utf-8").split("\n")]
+    words = [(c[1], c[3], c[6], c[7]) for c in lines if len(c) == 10 and c[0].isdecimal()]
+    parsed = [w for s in sentences for w in zip(s["forms"], s["upos"], map(str, s["heads"]), s["deprels"])]
+    assert parsed == words
+
+
 @FUZZ
 @given(source=st.sampled_from(CONLLU), steps=mutations(), damage=gzip_damage())
 def test_conllu(data_dir, source, steps, damage):
     rel, count, extra = source
     check_file_case(read_conllu, apply(blocks(rel, count, final_blank=True, extra=extra), steps), ".conllu",
-                    damage[1])
+                    damage[1], agrees=conllu_agrees)
 
 
 @FUZZ
