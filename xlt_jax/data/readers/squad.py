@@ -33,6 +33,8 @@ def read_squad(path: str | os.PathLike) -> list[QAExample]:
         document = json.loads(text)
     except json.JSONDecodeError as e:
         raise DataFormatError(path, e.lineno, f"invalid JSON at column {e.colno}: {e.msg}") from e
+    except (ValueError, RecursionError) as e:  # a number over Python's digit limit; nesting deeper than the stack
+        raise DataFormatError(path, None, f"invalid JSON: {e}") from e
     examples = []
     for i, article in enumerate(_field(document, "data", list, path, "")):
         where_article = f"data[{i}]"
