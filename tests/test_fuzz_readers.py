@@ -14,10 +14,10 @@ import re
 import tempfile
 
 import pytest
+from fuzz_helpers import apply, check_file_case, gzip_damage, json_mutation, mutations, profile, run_reader
 from hypothesis import given
 from hypothesis import strategies as st
 
-from fuzz_helpers import apply, check_file_case, gzip_damage, json_mutation, mutations, profile, run_reader
 from xlt_jax.data import paths
 from xlt_jax.data.readers.conllu import read_conllu
 from xlt_jax.data.readers.muse import read_muse
@@ -98,7 +98,7 @@ def conllu_agrees(content: bytes, sentences: list[dict]) -> None:
     """A parsed treebank reproduces the FORM, UPOS, HEAD and DEPREL text of every word line of the file."""
     lines = [line.rstrip("\r").split("\t") for line in content.decode("utf-8").split("\n")]
     words = [(c[1], c[3], c[6], c[7]) for c in lines if len(c) == 10 and c[0].isdecimal()]
-    parsed = [w for s in sentences for w in zip(s["forms"], s["upos"], map(str, s["heads"]), s["deprels"])]
+    parsed = [w for s in sentences for w in zip(s["forms"], s["upos"], map(str, s["heads"]), s["deprels"], strict=True)]
     assert parsed == words
 
 
