@@ -359,7 +359,10 @@ def test_carriage_return_line_ends_are_an_error(data_dir, tmp_path):
 def test_json_too_deep_or_with_huge_numbers_is_a_data_error(data_dir, tmp_path, damage):
     """Fuzz case `huge_run` (`[` x 10,000 at byte 0): RecursionError escaped; 5,000 digits: ValueError."""
     text = json.dumps(_xquad_document(data_dir))
-    text = "[" * 10_000 + text if damage == "deep" else text.replace('"answer_start": ', '"answer_start": ' + "9" * 5000, 1)
+    if damage == "deep":
+        text = "[" * 10_000 + text
+    else:
+        text = text.replace('"answer_start": ', '"answer_start": ' + "9" * 5000, 1)
     path = tmp_path / "bad.json"
     path.write_text(text, encoding="utf-8")
     assert "invalid JSON" in str(_raises_at(path, None, lambda: read_squad(path)))
