@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 from xlt_jax.config_utils import parse_arg
 from xlt_jax.data import download, transforms
 from xlt_jax.data.vocab import VocabLayout
-from xlt_jax.errors import XltError
+from xlt_jax.errors import ConfigError, XltError
 
 pytestmark = pytest.mark.fuzz
 FUZZ = profile()
@@ -107,6 +107,19 @@ def test_parse_arg_types(key, raw, bare):
         return
     assert type(parsed[key]) is type(defaults[key])
     assert not isinstance(parsed[key], float) or np.isfinite(parsed[key])
+
+
+@pytest.mark.parametrize(("rel", "arg"), [
+    ("pretrain/bilingual.py", "lang=en,transform=inv,objective"),  # fuzz case: was the string "true", ValueError
+    ("pretrain/bilingual.py", "objective=t5"),  # ValueError from pretrain_config
+    ("pretrain/bilingual.py", "lr=NAN"),  # fuzz case (test_parse_arg_types): lr was nan
+    ("finetune/pos.py", "lr=inf"),
+    ("evaluate.py", "task"),  # a bare string key was "true"
+])
+def test_config_strings_found_by_fuzzing(rel, arg):
+    key = arg_keys(arg)[-1]
+    with pytest.raises(ConfigError, match=rf"'{key}'|^{key}:"):
+        get_config(rel)(arg)
 
 
 # ------------------------------------------------------------------------------------------- transform specs
