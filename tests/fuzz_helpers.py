@@ -323,8 +323,11 @@ def json_paths(document: Any, prefix: tuple = ()) -> list[tuple]:
     return out
 
 
+# Strings that are paths out of a directory, or no path at all.
+HOSTILE_PATHS = ("../outside", "/etc/passwd", "ud/../../x", ".", "", "a\\b", "ud//x")
 JSON_VALUES = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8)
+    | st.sampled_from(HOSTILE_PATHS),
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3),
     max_leaves=6,
 )

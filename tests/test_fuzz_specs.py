@@ -185,3 +185,25 @@ def test_manifest_structure(data):
         path = pathlib.Path(tmp) / "manifest.json"
         path.write_text(json.dumps(manifest))
         run_reader(use_manifest, [path], line_required=False, key_words=MANIFEST_KEYS)
+
+
+def _manifest_error(tmp_path: pathlib.Path, data: bytes) -> str:
+    path = tmp_path / "manifest.json"
+    path.write_bytes(data)
+    with pytest.raises(ConfigError) as info:
+        download.load_manifest(path)
+    assert str(path) in str(info.value)
+    return str(info.value).replace(str(path), "<manifest>")
+
+
+@pytest.mark.parametrize(("damage", "expected"), [
+    # fuzz cases of test_manifest_bytes / test_manifest_structure, which escaped as the exception named
+    (lambda m: b"", "<manifest>:1: invalid JSON"),  # JSONDecodeError (truncate@0)
+    (lambda m: bytes([m[0] ^ 128]) + m[1:], "<manifest>:1: manifest is not UTF-8"),  # UnicodeDecodeError (flip@0^128)
+    (lambda m: m.replace(b'"sha256"', b'"sha257"', 1), "files[0].sha256: missing"),  # KeyError
+    (lambda m: m.replace(b'"files": [', b'"files": null, "x": [', 1), "manifest.files: expected list"),  # TypeError
+    (lambda m: m.replace(b'"dataset": "meta"', b'"dataset": null', 1), "files[0].dataset: expected str"),
+    (lambda m: m.replace(b'"path": "MANIFEST.md"', b'"path": "../outside"', 1), "files[0].path: '../outside' is not"),
+])
+def test_manifest_damage_found_by_fuzzing(tmp_path, damage, expected):
+    assert expected in _manifest_error(tmp_path, damage(manifest_slice()))
