@@ -29,7 +29,8 @@ from xlt_jax.errors import DataFormatError, XltError
 
 CASE_SECONDS = 20  # hard limit per case: a hang fails the test instead of stalling the run
 HUGE_LINE_BYTES = 2 << 20
-ENCODINGS = ("latin-1", "utf-16", "utf-16-le", "utf-16-be", "cp1252")
+ENCODINGS = ("latin-1", "utf-16", "utf-16-le", "utf-16-be", "cp1252", "utf-8-sig")
+BOM = "\ufeff".encode()
 # Field values that look numeric to Python's int()/float() or str.isdigit() but are not ASCII integers.
 TRICKY_FIELDS = ("²", "٣", "१", "1_0", " 1", "+1", "-1", "0x1", "1e3", "NaN", "inf", "1.5", "", "_", " ", "０")
 FIELD_TEXT = st.one_of(st.text(max_size=12), st.sampled_from(TRICKY_FIELDS))
@@ -287,6 +288,9 @@ def check_file_case(read: Callable[..., Any], data: bytes, suffix: str, damage: 
             plain.write_bytes(content)
             plain_outcome = outcome(plain)
         assert gz_outcome == plain_outcome, f"gzip and plain reads differ:\n{gz_outcome}\n{plain_outcome}"
+        if content.startswith(BOM):  # a UTF-8 byte order mark is not part of the text
+            plain.write_bytes(content[len(BOM) :])
+            assert outcome(plain) == plain_outcome, "a UTF-8 byte order mark changed what was read"
     problem = never_valid(content)
     assert not (problem and plain_outcome.ok), f"a file with {problem} was read without error"
     if plain_outcome.ok and agrees is not None:
