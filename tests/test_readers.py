@@ -366,3 +366,23 @@ def test_json_too_deep_or_with_huge_numbers_is_a_data_error(data_dir, tmp_path, 
     path = tmp_path / "bad.json"
     path.write_text(text, encoding="utf-8")
     assert "invalid JSON" in str(_raises_at(path, None, lambda: read_squad(path)))
+
+
+def test_utf8_byte_order_mark_is_not_part_of_the_text(data_dir, tmp_path):
+    """Fuzz case `encoding=utf-8-sig`: the BOM became part of the first token / word / premise."""
+    raw = _raw_lines(data_dir / "ud/xtreme_udpos/dev-en.tsv.gz")[:40]
+    plain, marked = tmp_path / "plain.tsv", tmp_path / "marked.tsv.gz"
+    plain.write_text("".join(raw), encoding="utf-8")
+    marked.write_bytes(gzip.compress("".join(raw).encode("utf-8-sig")))
+    assert list(read_udpos_tsv(marked)) == list(read_udpos_tsv(plain))
+    assert next(read_udpos_tsv(marked)).tokens[0] == raw[0].split("\t")[0]
+
+
+def test_empty_answer_text_is_an_error(data_dir, tmp_path):
+    """Fuzz case (test_squad_structure) `set (..., 'qas', 23, 'answers', 2, 'text')=''` was accepted: an empty
+    text matches at any answer_start, even past the end of the context."""
+    document = _xquad_document(data_dir)
+    document["data"][0]["paragraphs"][0]["qas"][0]["answers"][0].update(text="", answer_start=10**6)
+    path = tmp_path / "empty_answer.json"
+    path.write_text(json.dumps(document), encoding="utf-8")
+    assert "empty answer" in str(_raises_at(path, None, lambda: read_squad(path)))

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from xlt_jax.errors import DataFormatError
 
 _GZIP_ERRORS = (EOFError, gzip.BadGzipFile, zlib.error, OSError)
+_BOM = "\ufeff"
 
 
 def _open_binary(path: str, buffered: bool) -> io.BufferedIOBase:
@@ -36,7 +37,8 @@ def _first_unreadable_line(path: str) -> int:
 
 
 def open_lines(path: str | os.PathLike) -> Iterator[tuple[int, str]]:
-    """Yield `(line_number, text)` (1-based, line end incl. `\\r` stripped) of a text or `.gz` file.
+    """Yield `(line_number, text)` (1-based, line end incl. `\\r` and a UTF-8 byte order mark stripped) of a
+    text or `.gz` file.
 
     A truncated or corrupt gzip stream, undecodable bytes, a NUL byte (binary data, UTF-16) and a carriage
     return inside a line (CR line ends) raise `DataFormatError` naming the file and the line where reading
@@ -53,6 +55,8 @@ def open_lines(path: str | os.PathLike) -> Iterator[tuple[int, str]]:
                     text = raw.decode("utf-8").rstrip("\n").rstrip("\r")
                 except UnicodeDecodeError as e:
                     raise DataFormatError(path, lineno, f"undecodable bytes (not UTF-8): {e.reason}") from e
+                if lineno == 1 and text.startswith(_BOM):  # a byte order mark is no part of the text
+                    text = text[len(_BOM) :]
                 if "\0" in text or "\r" in text:
                     raise _control_character(path, lineno, text)
                 if not has_text and text.strip():

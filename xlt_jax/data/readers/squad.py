@@ -58,6 +58,8 @@ def read_squad(path: str | os.PathLike) -> list[QAExample]:
 def _answer(answer: Any, context: str, path: str | os.PathLike, where: str) -> tuple[str, int]:
     text = _field(answer, "text", str, path, where)
     start = _field(answer, "answer_start", int, path, where)
+    if not text:  # it would "match" at any offset, even past the end of the context
+        raise DataFormatError(path, None, f"{where}.text: empty answer")
     if context[start : start + len(text)] != text or start < 0:
         found = context[max(start, 0) : max(start, 0) + len(text)]
         raise DataFormatError(
