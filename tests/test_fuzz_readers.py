@@ -11,7 +11,6 @@ import gzip
 import json
 import pathlib
 import re
-import tempfile
 
 import pytest
 from fuzz_helpers import apply, check_file_case, gzip_damage, json_mutation, mutations, profile, run_reader
@@ -67,28 +66,32 @@ UDPOS = ["ud/xtreme_udpos/dev-en.tsv.gz", "ud/xtreme_udpos/test-ar.tsv.gz"]
 WIKIANN = [("wikiann/en/dev.tsv.gz", True), ("wikiann/fr/train.tsv.gz", False), ("wikiann/fr/test.tsv.gz", False)]
 
 
-def test_every_slice_is_a_valid_file(data_dir):
-    """The fuzz starts from valid files: each intact slice parses completely."""
-    assert all(len(list(read_conllu(_write(blocks(r, n, final_blank=True, extra=x))))) == n + 1 for r, n, x in CONLLU)
-    assert all(len(list(read_udpos_tsv(_write(blocks(r, 25, final_blank=False))))) == 25 for r in UDPOS)
-    for rel, final in WIKIANN:
-        assert len(list(read_wikiann(_write(blocks(rel, 25, final_blank=final))))) == 25
-    assert len(read_xnli(_write(head("xnli/dev-en.tsv.gz", 30)))) == 30
-    assert len(read_sick(_write(head("xnli/english_nli/SICK.txt.gz", 100)), "TEST")) == 53
-    assert len(read_squad(_write(squad_slice("xquad/xquad.en.json.gz", 2, 2)))) > 2
-    assert len(read_muse(_write(head("dictionaries/muse_full/en-fr.dict.gz", 80)))) == 80
-    assert len(list(read_lines(_write(head("raw/lingua_leipzig_sample/fr.sentences.txt.gz", 40))))) == 40
+@pytest.fixture(scope="module")
+def scratch(tmp_path_factory) -> pathlib.Path:
+    """A directory for the intact files a case reads besides the damaged one (module-scoped: hypothesis)."""
+    return tmp_path_factory.mktemp("fuzz")
 
 
-_FILES: list[tempfile.TemporaryDirectory] = []
-
-
-def _write(data: bytes, name: str = "slice") -> pathlib.Path:
-    if not _FILES:
-        _FILES.append(tempfile.TemporaryDirectory())
-    path = pathlib.Path(_FILES[0].name) / name
+def _write(directory: pathlib.Path, data: bytes, name: str = "slice") -> pathlib.Path:
+    path = directory / name
     path.write_bytes(data)
     return path
+
+
+def test_every_slice_is_a_valid_file(data_dir, scratch):
+    """The fuzz starts from valid files: each intact slice parses completely."""
+    for rel, count, extra in CONLLU:
+        assert len(list(read_conllu(_write(scratch, blocks(rel, count, final_blank=True, extra=extra))))) == count + 1
+    assert all(len(list(read_udpos_tsv(_write(scratch, blocks(r, 25, final_blank=False))))) == 25 for r in UDPOS)
+    for rel, final in WIKIANN:
+        assert len(list(read_wikiann(_write(scratch, blocks(rel, 25, final_blank=final))))) == 25
+    assert len(read_xnli(_write(scratch, head("xnli/dev-en.tsv.gz", 30)))) == 30
+    assert len(read_sick(_write(scratch, head("xnli/english_nli/SICK.txt.gz", 100)), "TEST")) == 53
+    assert len(read_squad(_write(scratch, squad_slice("xquad/xquad.en.json.gz", 2, 2)))) > 2
+    assert len(read_muse(_write(scratch, head("dictionaries/muse_full/en-fr.dict.gz", 80)))) == 80
+    assert len(list(read_lines(_write(scratch, head("raw/lingua_leipzig_sample/fr.sentences.txt.gz", 40))))) == 40
+
+
 
 
 # ------------------------------------------------------------------------------------------- line formats
@@ -131,9 +134,9 @@ def test_xnli(data_dir, rel, steps, damage):
 
 @FUZZ
 @given(steps=mutations(), damage=gzip_damage())
-def test_xnli_test_labels(data_dir, steps, damage):
+def test_xnli_test_labels(data_dir, scratch, steps, damage):
     """The labels file is damaged; the XNLI rows it labels stay intact."""
-    rows = _write(head("xnli/test-de.tsv.gz", 30), "rows.tsv")
+    rows = _write(scratch, head("xnli/test-de.tsv.gz", 30), "rows.tsv")
     labels = apply(head("xnli/test_labels_from_xglue_de.txt", 30), steps)
     check_file_case(lambda p, r: read_xnli(r, p), labels, ".txt", damage[1], companions=[rows])
 
@@ -160,10 +163,10 @@ def test_plain_text(data_dir, steps, damage):
 
 @FUZZ
 @given(side=st.sampled_from(["fra", "eng", "both"]), steps=mutations(), damage=gzip_damage())
-def test_tatoeba(data_dir, side, steps, damage):
+def test_tatoeba(data_dir, scratch, side, steps, damage):
     """One side damaged (the other intact), or both sides damaged the same way."""
     fra, eng = (head(f"tatoeba/tatoeba.fra-eng.{s}.gz", 40) for s in ("fra", "eng"))
-    other = _write(apply(eng, steps) if side == "both" else eng if side == "fra" else fra, "other.txt")
+    other = _write(scratch, apply(eng, steps) if side == "both" else eng if side == "fra" else fra, "other.txt")
     damaged = apply(eng if side == "eng" else fra, steps)
     read = (lambda p, o: read_tatoeba(o, p)) if side == "eng" else read_tatoeba
     check_file_case(read, damaged, ".txt", damage[1], companions=[other])
@@ -185,10 +188,10 @@ def test_squad_bytes(data_dir, source, steps, damage):
 
 @FUZZ
 @given(source=st.sampled_from(SQUAD), data=st.data())
-def test_squad_structure(data_dir, source, data):
+def test_squad_structure(data_dir, scratch, source, data):
     """Keys deleted and values replaced by arbitrary JSON: an error names the JSON path."""
     _, document = data.draw(json_mutation(json.loads(squad_slice(*source))))
-    path = _write(json.dumps(document).encode(), "squad.json")
+    path = _write(scratch, json.dumps(document).encode(), "squad.json")
     outcome = run_reader(read_squad, [path], line_required=False, key_words=SQUAD_KEYS)
     for example in outcome.value or ():  # what QA training and scoring rely on
         assert all(text and example["context"][start:].startswith(text) for text, start in example["answers"])
