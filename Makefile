@@ -14,7 +14,7 @@ PYTEST_ARGS ?= -n 2 --dist loadfile
 EXTRAS ?= test,hf,tpu,tfds
 export XLT_REQUIRE_EXTRAS ?= 1
 
-.PHONY: install data demo test test-slow bench lint clean
+.PHONY: install data demo test test-slow fuzz bench lint clean
 
 $(VENV)/.installed: setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,11 @@ test: data
 
 test-slow: data
 	$(PY) -m pytest $(PYTEST_ARGS) -m slow tests
+
+# Hostile-input fuzzing: every reader, config string and transform spec on thousands of damaged real files
+# (`make test` runs a deterministic sample of the same tests). The statistics give the cases run per test.
+fuzz: data
+	$(PY) -m pytest $(PYTEST_ARGS) -m fuzz --hypothesis-profile=fuzz --hypothesis-show-statistics tests
 
 bench: data
 	$(PY) -m xlt_jax.bench data

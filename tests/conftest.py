@@ -11,8 +11,15 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 import importlib  # noqa: E402
 
 import pytest  # noqa: E402
+from hypothesis import HealthCheck, settings  # noqa: E402
 
 from xlt_jax.data import paths  # noqa: E402
+
+# Hostile-input fuzzing (tests/fuzz_helpers.py): `make test` runs a small deterministic sample per reader,
+# `make fuzz` (`--hypothesis-profile=fuzz`) many random cases. Each case also has a hard time limit.
+_FUZZ_COMMON = dict(deadline=5000, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+settings.register_profile("xlt-sample", max_examples=50, derandomize=True, database=None, **_FUZZ_COMMON)
+settings.register_profile("fuzz", max_examples=800, **_FUZZ_COMMON)
 
 
 @pytest.fixture(scope="session")

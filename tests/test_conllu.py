@@ -154,7 +154,11 @@ def test_wrong_column_count(ewt_lines, tmp_path, name):
 
 
 @pytest.mark.parametrize(
-    ("head", "message"), [("99", "HEAD 99 outside"), ("x", "HEAD 'x' is not an integer")]
+    ("head", "message"),
+    [("99", "HEAD 99 outside"), ("x", "HEAD 'x' is not an integer")]
+    # Found by tests/test_fuzz_readers.py: '²' escaped as RuntimeError (StopIteration in the generator); int()
+    # read '٠' (Arabic-Indic zero) as 0, and ' 2', '+2', '1_0' as numbers too.
+    + [(h, f"HEAD {h!r} is not an integer") for h in ("²", "٠", " 2", "+2", "1_0", "-1")],
 )
 def test_bad_head(ewt_lines, tmp_path, head, message):
     lines = list(ewt_lines)

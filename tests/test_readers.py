@@ -10,6 +10,7 @@ import zlib
 
 import pytest
 
+from xlt_jax.data.readers.conllu import read_conllu
 from xlt_jax.data.readers.muse import read_muse
 from xlt_jax.data.readers.nli import NLI_LABELS, read_sick, read_xnli
 from xlt_jax.data.readers.squad import read_squad
@@ -174,8 +175,11 @@ def test_xnli_label_errors(data_dir, tmp_path):
     short = tmp_path / "labels.txt"
     short.write_text("".join(raw_labels[:-10]), encoding="utf-8")
     test_path = data_dir / "xnli/test-en.tsv.gz"
-    err = _raises_at(short, None, lambda: read_xnli(test_path, short))
-    assert str(test_path) in str(err) and "5000" in str(err) and "5010" in str(err)
+    err = _raises_at(test_path, 5001, lambda: read_xnli(test_path, short))  # the first row without a label
+    assert str(short) in str(err) and "5000" in str(err) and "5010" in str(err)
+    long = tmp_path / "long_labels.txt"
+    long.write_text("".join(raw_labels + raw_labels[:1]), encoding="utf-8")
+    _raises_at(long, 5011, lambda: read_xnli(test_path, long))
 
     # Labels that contradict the rows' own labels (dev-en is not in XGLUE's order) name both files.
     dev = data_dir / "xnli/dev-en.tsv.gz"
@@ -301,3 +305,84 @@ def test_read_lines_skips_blank_lines(data_dir, tmp_path):
     raw = _raw_lines(path)
     with_blanks = _write_gz(tmp_path / "en.txt.gz", raw[:3] + ["\n", "  \r\n"] + raw[3:10])
     assert list(read_lines(with_blanks)) == lines[:10]
+
+
+# ---------------------------------------------------------------- hostile input found by fuzzing (test_fuzz_readers)
+
+
+READERS = {
+    "conllu": lambda p: list(read_conllu(p)),
+    "udpos": lambda p: list(read_udpos_tsv(p)),
+    "wikiann": lambda p: list(read_wikiann(p)),
+    "xnli": read_xnli,
+    "sick": read_sick,
+    "squad": read_squad,
+    "muse": read_muse,
+    "text": lambda p: list(read_lines(p)),
+    "tatoeba": lambda p: read_tatoeba(p, p),
+}
+
+
+@pytest.mark.parametrize("reader", READERS)
+@pytest.mark.parametrize("content", [b"", b"\n\n", b" \r\n\t\n"])
+def test_empty_file_is_an_error_not_an_empty_dataset(tmp_path, reader, content):
+    """Fuzz case `truncate@0`: readers returned no examples from an empty file, without error.
+
+    (Readers that check the first line, e.g. for its columns, may report that instead of the emptiness.)
+    """
+    for path in (tmp_path / "data.txt", tmp_path / "data.txt.gz"):
+        path.write_bytes(gzip.compress(content) if path.suffix == ".gz" else content)
+        _raises_at(path, 1, lambda path=path: READERS[reader](path))
+
+
+def test_nul_bytes_and_utf16_are_errors(data_dir, tmp_path):
+    """Fuzz case `nul@0x1` on SICK: a NUL byte passed into the data (in a token, a sentence, a header)."""
+    raw = _raw_lines(data_dir / SICK)[:20]
+    path = tmp_path / "sick.txt"
+    path.write_bytes(("".join(raw[:7]) + "\0" + "".join(raw[7:])).encode("utf-8"))
+    assert "NUL" in str(_raises_at(path, 8, lambda: read_sick(path)))
+    utf16 = tmp_path / "fr.txt"  # UTF-16 without BOM: ASCII letters with NULs between them
+    utf16.write_bytes("".join(_raw_lines(data_dir / "raw/lingua_leipzig_sample/en.sentences.txt.gz")[:5])
+                      .encode("utf-16-le"))
+    assert "UTF-16" in str(_raises_at(utf16, 1, lambda: list(read_lines(utf16))))
+
+
+def test_carriage_return_line_ends_are_an_error(data_dir, tmp_path):
+    """CR-only line ends made a whole text file one 'sentence'."""
+    raw = _raw_lines(data_dir / "raw/lingua_leipzig_sample/en.sentences.txt.gz")[:5]
+    path = tmp_path / "cr.txt"
+    path.write_bytes("".join(raw).replace("\n", "\r").encode("utf-8"))
+    assert "carriage return" in str(_raises_at(path, 1, lambda: list(read_lines(path))))
+
+
+@pytest.mark.parametrize("damage", ["deep", "digits"])
+def test_json_too_deep_or_with_huge_numbers_is_a_data_error(data_dir, tmp_path, damage):
+    """Fuzz case `huge_run` (`[` x 10,000 at byte 0): RecursionError escaped; 5,000 digits: ValueError."""
+    text = json.dumps(_xquad_document(data_dir))
+    if damage == "deep":
+        text = "[" * 10_000 + text
+    else:
+        text = text.replace('"answer_start": ', '"answer_start": ' + "9" * 5000, 1)
+    path = tmp_path / "bad.json"
+    path.write_text(text, encoding="utf-8")
+    assert "invalid JSON" in str(_raises_at(path, None, lambda: read_squad(path)))
+
+
+def test_utf8_byte_order_mark_is_not_part_of_the_text(data_dir, tmp_path):
+    """Fuzz case `encoding=utf-8-sig`: the BOM became part of the first token / word / premise."""
+    raw = _raw_lines(data_dir / "ud/xtreme_udpos/dev-en.tsv.gz")[:40]
+    plain, marked = tmp_path / "plain.tsv", tmp_path / "marked.tsv.gz"
+    plain.write_text("".join(raw), encoding="utf-8")
+    marked.write_bytes(gzip.compress("".join(raw).encode("utf-8-sig")))
+    assert list(read_udpos_tsv(marked)) == list(read_udpos_tsv(plain))
+    assert next(read_udpos_tsv(marked)).tokens[0] == raw[0].split("\t")[0]
+
+
+def test_empty_answer_text_is_an_error(data_dir, tmp_path):
+    """Fuzz case (test_squad_structure) `set (..., 'qas', 23, 'answers', 2, 'text')=''` was accepted: an empty
+    text matches at any answer_start, even past the end of the context."""
+    document = _xquad_document(data_dir)
+    document["data"][0]["paragraphs"][0]["qas"][0]["answers"][0].update(text="", answer_start=10**6)
+    path = tmp_path / "empty_answer.json"
+    path.write_text(json.dumps(document), encoding="utf-8")
+    assert "empty answer" in str(_raises_at(path, None, lambda: read_squad(path)))

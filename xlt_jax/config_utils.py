@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import ml_collections
@@ -23,16 +24,20 @@ def _coerce(key: str, raw: str, default: Any) -> Any:
             raise ConfigError(f"config argument {key!r}: expected an integer, got {raw!r}") from e
     if isinstance(default, float):
         try:
-            return float(raw)
+            value = float(raw)
         except ValueError as e:
             raise ConfigError(f"config argument {key!r}: expected a number, got {raw!r}") from e
+        if not math.isfinite(value):  # 'nan', 'inf': no setting here means that
+            raise ConfigError(f"config argument {key!r}: expected a finite number, got {raw!r}")
+        return value
     return raw
 
 
 def parse_arg(arg: str | None, **defaults: Any) -> ml_collections.ConfigDict:
     """Parse `"a=1,b=x,flag"` into a ConfigDict typed by `defaults`; unknown keys are an error.
 
-    A bare `flag` means `flag=True`. Values are coerced to the type of their default.
+    A bare `flag` means `flag=True` (booleans only: a bare `objective` is a forgotten value, not "true").
+    Values are coerced to the type of their default; floats must be finite.
     """
     out = ml_collections.ConfigDict(defaults)
     if not arg:
@@ -46,6 +51,8 @@ def parse_arg(arg: str | None, **defaults: Any) -> ml_collections.ConfigDict:
             raise ConfigError(
                 f"unknown config argument {key!r}; known: {', '.join(sorted(defaults))}"
             )
+        if "=" not in item and not isinstance(defaults[key], bool):
+            raise ConfigError(f"config argument {key!r}: expected {key}=VALUE (only booleans may be given bare)")
         out[key] = _coerce(key, raw.strip() if "=" in item else "true", defaults[key])
     return out
 

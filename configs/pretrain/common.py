@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ml_collections
 
+from xlt_jax.errors import ConfigError
 from xlt_jax.models import default_model_config
 
 OBJECTIVE_MODEL = {"mlm": "roberta", "span": "t5"}
@@ -82,7 +83,7 @@ def pretrain_config(
 ) -> ml_collections.ConfigDict:
     """The full run config; zero-valued arguments keep the recipe (or smoke) value."""
     if objective not in OBJECTIVE_MODEL:
-        raise ValueError(f"objective={objective!r}; expected one of {sorted(OBJECTIVE_MODEL)}")
+        raise ConfigError(f"objective: {objective!r} is not one of {sorted(OBJECTIVE_MODEL)}")
     c = ml_collections.ConfigDict()
     c.seed = 42  # parameter init and dropout keys (the data has its own data.seed)
 

@@ -39,6 +39,16 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, BinaryIO, NamedTuple
 
 from xlt_jax.data import paths
+from xlt_jax.data.manifest_check import (
+    CHECKSUMS,
+    COLUMN,
+    CONCAT,
+    GZIP,
+    MIRROR_ONLY,
+    TAR_MEMBER,
+    ZIP_MEMBER,
+    parse_manifest,
+)
 from xlt_jax.errors import ConfigError, DownloadError
 
 MANIFEST_PATH = pathlib.Path(__file__).with_name("manifest.json")
@@ -49,14 +59,6 @@ USER_AGENT = "xlt_jax-download/1"
 CHUNK = 1 << 20
 RETRY_HTTP_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
 
-# Recipes: how the public source turns into the stored file.
-GZIP = "gzip"
-ZIP_MEMBER = "zip member then gzip"
-TAR_MEMBER = "tar member then gzip"
-CONCAT = "concatenate listed files then gzip"
-COLUMN = "column of file"
-CHECKSUMS = "checksums.sha256 of the manifest"
-MIRROR_ONLY = "mirror only"
 
 GROUPS: dict[str, str] = {
     "ud": "Universal Dependencies treebanks (CoNLL-U) and XTREME UD-POS files",
@@ -267,12 +269,8 @@ def write_manifest(manifest: Mapping[str, Any], path: str | os.PathLike = MANIFE
 
 
 def load_manifest(path: str | os.PathLike = MANIFEST_PATH) -> dict[str, Any]:
-    """The manifest shipped with the package (or another one, e.g. a test subset)."""
-    with open(path, encoding="utf-8") as f:
-        manifest = json.load(f)
-    if manifest.get("format") != MANIFEST_FORMAT:
-        raise ConfigError(f"{path}: manifest format {manifest.get('format')!r}, expected {MANIFEST_FORMAT}")
-    return manifest
+    """The manifest shipped with the package (or another one, e.g. a test subset), validated on load."""
+    return parse_manifest(pathlib.Path(path).read_bytes(), path, version=MANIFEST_FORMAT)
 
 
 def valid_names(manifest: Mapping[str, Any]) -> list[str]:

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from xlt_jax.errors import DataFormatError
 
 _GZIP_ERRORS = (EOFError, gzip.BadGzipFile, zlib.error, OSError)
+_BOM = "\ufeff"
 
 
 def _open_binary(path: str, buffered: bool) -> io.BufferedIOBase:
@@ -36,24 +37,41 @@ def _first_unreadable_line(path: str) -> int:
 
 
 def open_lines(path: str | os.PathLike) -> Iterator[tuple[int, str]]:
-    """Yield `(line_number, text)` (1-based, line end incl. `\\r` stripped) of a text or `.gz` file.
+    """Yield `(line_number, text)` (1-based, line end incl. `\\r` and a UTF-8 byte order mark stripped) of a
+    text or `.gz` file.
 
-    A truncated or corrupt gzip stream and undecodable bytes raise `DataFormatError` naming the file
-    and the line where reading failed.
+    A truncated or corrupt gzip stream, undecodable bytes, a NUL byte (binary data, UTF-16) and a carriage
+    return inside a line (CR line ends) raise `DataFormatError` naming the file and the line where reading
+    failed; so does a file without any text, since no dataset file is empty and an empty one is a failed copy.
     """
     path = os.fspath(path)
     if not os.path.exists(path):
         raise DataFormatError(path, None, "file does not exist")
+    has_text = False
     try:
         with _open_binary(path, buffered=True) as f:
             for lineno, raw in enumerate(f, start=1):
                 try:
-                    text = raw.decode("utf-8")
+                    text = raw.decode("utf-8").rstrip("\n").rstrip("\r")
                 except UnicodeDecodeError as e:
                     raise DataFormatError(path, lineno, f"undecodable bytes (not UTF-8): {e.reason}") from e
-                yield lineno, text.rstrip("\n").rstrip("\r")
+                if lineno == 1 and text.startswith(_BOM):  # a byte order mark is no part of the text
+                    text = text[len(_BOM) :]
+                if "\0" in text or "\r" in text:
+                    raise _control_character(path, lineno, text)
+                if not has_text and text.strip():
+                    has_text = True
+                yield lineno, text
     except _GZIP_ERRORS as e:
         raise DataFormatError(path, _first_unreadable_line(path), f"corrupt or truncated file: {e}") from e
+    if not has_text:
+        raise DataFormatError(path, 1, "file is empty (no line has text)")
+
+
+def _control_character(path: str, lineno: int, text: str) -> DataFormatError:
+    if "\0" in text:
+        return DataFormatError(path, lineno, "NUL byte: binary data, or text not in UTF-8 (e.g. UTF-16)")
+    return DataFormatError(path, lineno, "carriage return inside the line (a file with CR line ends?)")
 
 
 def read_text(path: str | os.PathLike) -> str:

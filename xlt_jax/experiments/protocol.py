@@ -24,10 +24,12 @@ Tasks a transformation cannot apply to become `skip` steps with the reason (synt
 which only POS has; QA refuses perm and syntax). Every pretrain/finetune/evaluate step ends by writing
 `WORKDIR/<step>/DONE.json` atomically (config fingerprint, timing, summary); a rerun skips finished
 steps and resumes the others (the pretraining and fine-tuning loops resume from their checkpoints), so a
-crashed protocol continues where it stopped. A finished *training* step whose config changed is an error
-(its dependents would silently mix models); a changed evaluation simply runs again (the results store
-keeps the last row per cell). Evaluation rows go to WORKDIR/results.jsonl, and the report printed at the
-end (`xlt_jax.experiments.report`) is computed from that file only.
+crashed protocol continues where it stopped. Several runners may share a WORKDIR: each holds a lock on
+the step it runs (`steplock.py`), so a step runs once and the others wait for it. A finished *training*
+step whose config changed is an error (its dependents would silently mix models); a changed evaluation
+simply runs again (the results store keeps the last row per cell). Evaluation rows go to
+WORKDIR/results.jsonl, and the report printed at the end (`xlt_jax.experiments.report`) is computed from
+that file only.
 """
 
 from __future__ import annotations
@@ -51,7 +53,7 @@ from xlt_jax.data import tasks, transforms
 from xlt_jax.data.tasks import sources
 from xlt_jax.data.vocab import VocabLayout
 from xlt_jax.errors import ConfigError, TransformError, XltError
-from xlt_jax.experiments import validate
+from xlt_jax.experiments import steplock, validate
 
 ALL_TASKS = ("pos", "ner", "nli", "qa", "tatoeba")
 DONE_FILE = "DONE.json"
@@ -460,7 +462,7 @@ def format_plan(plan: Sequence[Step], status: dict[str, str], *, header: str = "
 class ProtocolResult:
     plan: list[Step]
     status: dict[str, str]  # before this invocation ran anything
-    executed: list[str]  # steps this invocation ran, in order
+    executed: list[str]  # steps this invocation ran, in order (not those another runner finished meanwhile)
     failed: dict[str, str]  # step -> error (the steps after a failed one are not run)
     report: str  # the markdown report from results.jsonl ("" when there are no rows)
 
@@ -510,6 +512,7 @@ def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike, *, dry_ru
     """Print the plan, run the unfinished steps in order, then print the report (see module docstring)."""
     workdir = pathlib.Path(workdir).resolve()
     plan = build_plan(config, workdir)
+    seen = {step.name: read_marker(step) for step in plan if step.marker is not None}  # before the status
     status = plan_status(plan)
     header = (f"Protocol {config.lang}:{config.transform} tasks={config.tasks} seeds={config.seeds} "
               f"-> {workdir}" + (" (dry run)" if dry_run else ""))
@@ -522,10 +525,13 @@ def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike, *, dry_ru
     if dry_run:
         return ProtocolResult(plan, status, [], {}, "")
 
+    import jax
+
     workdir.mkdir(parents=True, exist_ok=True)
     executed: list[str] = []
     failed: dict[str, str] = {}
     blocked: set[str] = set()
+    lock = jax.process_count() == 1  # several runners on one workdir: each step runs once (steplock.py)
     with compilation_cache(config.compilation_cache, workdir):
         for i, step in enumerate(plan, start=1):
             if status[step.name] not in ("todo", "stale"):
@@ -534,17 +540,21 @@ def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike, *, dry_ru
                 blocked.add(step.name)
                 logging.warning("not running %s: it needs %s, which failed", step.name, ", ".join(step.after))
                 continue
-            out(f"[{i}/{len(plan)}] {step.name}: {step.note}")
-            t0 = time.perf_counter()
-            try:
-                summary = execute(step, workdir)
-            except XltError as e:  # bad data/config or a diverged run: other tasks go on
-                logging.error("%s failed: %s: %s", step.name, type(e).__name__, e)
-                failed[step.name] = f"{type(e).__name__}: {e}"
-                blocked.add(step.name)
-                continue
-            seconds = time.perf_counter() - t0
-            write_marker(step, summary, seconds)
+            with steplock.step_lock(step.marker, enabled=lock):
+                if steplock.finished_meanwhile(seen[step.name], read_marker(step), fingerprint(step)):
+                    out(f"[{i}/{len(plan)}] {step.name}: finished by another runner")
+                    continue
+                out(f"[{i}/{len(plan)}] {step.name}: {step.note}")
+                t0 = time.perf_counter()
+                try:
+                    summary = execute(step, workdir)
+                except XltError as e:  # bad data/config or a diverged run: other tasks go on
+                    logging.error("%s failed: %s: %s", step.name, type(e).__name__, e)
+                    failed[step.name] = f"{type(e).__name__}: {e}"
+                    blocked.add(step.name)
+                    continue
+                seconds = time.perf_counter() - t0
+                write_marker(step, summary, seconds)
             executed.append(step.name)
             out(f"[{i}/{len(plan)}] {step.name}: done in {seconds:.1f} s")
     markdown = render_report(workdir)

@@ -71,12 +71,12 @@ class _SentenceBuilder:
         if "" in forms:
             raise self._error(path, forms.index(""), "empty FORM")
         head_strings = [r[6] for r in rows]
-        try:
-            heads = [int(h) for h in head_strings]
-        except ValueError:
-            i = next(i for i, h in enumerate(head_strings) if not h.lstrip("-").isdigit())
-            raise self._error(path, i, f"HEAD {head_strings[i]!r} is not an integer") from None
-        if min(heads) < 0 or max(heads) > n:
+        # ASCII digits only: int() would also take '٣', ' 3', '+3' or '1_0', and str.isdigit() takes '²'.
+        bad = next((i for i, h in enumerate(head_strings) if not (h.isascii() and h.isdigit())), None)
+        if bad is not None:
+            raise self._error(path, bad, f"HEAD {head_strings[bad]!r} is not an integer in ASCII digits")
+        heads = [int(h) for h in head_strings]
+        if max(heads) > n:
             i = next(i for i, h in enumerate(heads) if not 0 <= h <= n)
             raise self._error(path, i, f"HEAD {heads[i]} outside [0, {n}] (sentence has {n} words)")
         i = _word_on_cycle(heads)
@@ -171,7 +171,7 @@ def read_conllu(path: str | os.PathLike) -> Iterator[Sentence]:
 def _check_skipped_line(path: str, lineno: int, word_id: str) -> None:
     """Multiword-token ranges (`3-4`) and empty nodes (`8.1`) are skipped, but their ID must parse."""
     parts = word_id.split("-") if "-" in word_id else word_id.split(".")
-    if len(parts) != 2 or not all(p.isdigit() for p in parts):
+    if len(parts) != 2 or not all(p.isascii() and p.isdigit() for p in parts):
         raise DataFormatError(path, lineno, f"malformed word ID {word_id!r}")
 
 

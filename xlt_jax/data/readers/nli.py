@@ -103,10 +103,12 @@ def _attach_labels(
     """Set `examples[i].label` from line i of `labels_path` (checking agreement where already labelled)."""
     labels = [(lineno, _parse_label(line, labels_path, lineno)) for lineno, line in open_lines(labels_path)]
     if len(labels) != len(examples):
+        # Name the first line without a partner, in the longer file (row i of the rows file is line i).
+        longer = labels_path if len(labels) > len(examples) else path
         raise DataFormatError(
-            labels_path,
-            None,
-            f"{len(labels)} labels but {os.fspath(path)} has {len(examples)} rows; "
+            longer,
+            min(len(labels), len(examples)) + 1,
+            f"{os.fspath(labels_path)} has {len(labels)} labels but {os.fspath(path)} has {len(examples)} rows; "
             "the files must align row by row",
         )
     for example, (lineno, label) in zip(examples, labels, strict=True):

@@ -33,6 +33,8 @@ def read_squad(path: str | os.PathLike) -> list[QAExample]:
         document = json.loads(text)
     except json.JSONDecodeError as e:
         raise DataFormatError(path, e.lineno, f"invalid JSON at column {e.colno}: {e.msg}") from e
+    except (ValueError, RecursionError) as e:  # a number over Python's digit limit; nesting deeper than the stack
+        raise DataFormatError(path, None, f"invalid JSON: {e}") from e
     examples = []
     for i, article in enumerate(_field(document, "data", list, path, "")):
         where_article = f"data[{i}]"
@@ -56,6 +58,8 @@ def read_squad(path: str | os.PathLike) -> list[QAExample]:
 def _answer(answer: Any, context: str, path: str | os.PathLike, where: str) -> tuple[str, int]:
     text = _field(answer, "text", str, path, where)
     start = _field(answer, "answer_start", int, path, where)
+    if not text:  # it would "match" at any offset, even past the end of the context
+        raise DataFormatError(path, None, f"{where}.text: empty answer")
     if context[start : start + len(text)] != text or start < 0:
         found = context[max(start, 0) : max(start, 0) + len(text)]
         raise DataFormatError(
