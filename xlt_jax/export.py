@@ -180,7 +180,7 @@ def export(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m xlt_jax.export", description=__doc__.split("\n\n")[0],
+    parser = argparse.ArgumentParser(prog="python -m xlt_jax.export", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--workdir", required=True, help="pretraining or fine-tuning run directory")
     parser.add_argument("--out", required=True, help="export directory (must not exist or be empty)")
