@@ -152,7 +152,10 @@ def test_conversion_round_trips_reads_torch_files_and_names_bad_tensors(tiny_tok
             np.testing.assert_array_equal(value, sd[name], err_msg=name)
     # A torch file checkpoint (pytorch_model.bin) reads like safetensors; config.json gives the model block.
     torch.save({k: torch.from_numpy(v.copy()) for k, v in sd.items()}, tmp_path / "pytorch_model.bin")
-    (tmp_path / "config.json").write_text(json.dumps(hf_checkpoint.hf_config_dict(spec, "MT5ForConditionalGeneration")))
+    config_json = hf_checkpoint.hf_config_dict(spec, "MT5ForConditionalGeneration")
+    # T5 v1.1 for transformers 4 (untied lm_head) and 5 (no output scaling; unties the differing lm_head).
+    assert config_json["tie_word_embeddings"] is False and not config_json.get("scale_decoder_outputs", False)
+    (tmp_path / "config.json").write_text(json.dumps(config_json))
     block, loaded, vocab = hf_checkpoint.load_hf_checkpoint(tmp_path)
     assert vocab == spec.vocab_size and resolve_model_config(block, vocab) == spec
     kernel = ("decoder", "logits_dense", "kernel")
