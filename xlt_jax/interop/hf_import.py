@@ -21,6 +21,7 @@ import json
 import os
 import pathlib
 import shutil
+import sys
 from typing import Any
 
 from xlt_jax.data.tokenizer import Tokenizer
@@ -125,18 +126,24 @@ def resolve(spec: str) -> pathlib.Path:
     return out
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], prog="python -m xlt_jax.interop.hf_import")
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m xlt_jax.interop.hf_import", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("hf_dir", help="local Hugging Face checkpoint directory")
     parser.add_argument("--out", required=True, help="new xlt_jax pretraining-run directory")
     args = parser.parse_args(argv)
     out = pathlib.Path(args.out)
-    if out.exists() and any(out.iterdir()):
-        raise SystemExit(f"--out {out} exists and is not empty")
-    if out.exists():
-        out.rmdir()
-    print(materialize(args.hf_dir, out))
+    try:
+        if out.exists() and any(out.iterdir()):
+            raise ConfigError(f"--out {out} exists and is not empty")
+        if out.exists():
+            out.rmdir()
+        print(materialize(args.hf_dir, out))
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
