@@ -28,7 +28,7 @@ from xlt_jax.data.readers.text import read_lines  # noqa: E402
 from xlt_jax.data.vocab import SPECIALS, VocabLayout  # noqa: E402
 from xlt_jax.errors import ConfigError  # noqa: E402
 from xlt_jax.finetuning import artifacts, pretrained, trainer  # noqa: E402
-from xlt_jax.finetuning.task_model import task_model_fn  # noqa: E402
+from xlt_jax.finetuning.task_model import HeadSpec, task_model_fn  # noqa: E402
 from xlt_jax.interop import hf_export, hf_import, hf_roberta, hf_t5, hf_tokenizer  # noqa: E402
 from xlt_jax.models import build_model, default_model_config, resolve_model_config  # noqa: E402
 
@@ -133,6 +133,33 @@ def test_heads_without_a_matching_hugging_face_class_are_refused_clearly():
     assert hf_export.architecture("t5", "tagging") == "T5ForTokenClassification"
     with pytest.raises(hf_export.UnsupportedExport, match="t5 model with a 'classification' head.*--format orbax"):
         hf_export.architecture("t5", "classification")
+
+
+@pytest.mark.parametrize("model_name, head", [("roberta", "classification"), ("roberta", "qa"), ("t5", "tagging")])
+def test_task_heads_export_to_their_hugging_face_classes(model_name, head, tiny_tokenizer, data_dir, tmp_path):
+    """Random task-model weights (heads included) exported as HF's class for them give the same outputs."""
+    config = default_model_config(model_name, "tiny")
+    config.update(dtype="float32", max_len=64)
+    spec = resolve_model_config(config, tiny_tokenizer.base_size)
+    head_spec = HeadSpec(head, num_labels=3 if head != "qa" else 0)
+    model_fn = task_model_fn(config, spec.vocab_size, head_spec)
+    graphdef, params, rest = nnx.split(nnx.eval_shape(lambda: model_fn(nnx.Rngs(0))), nnx.Param, ...)
+    rng = np.random.default_rng(0)
+    params = jax.tree.map(lambda s: (0.3 * rng.standard_normal(s.shape)).astype(np.float32), nnx.to_pure_dict(params))
+    hf_export.write(tmp_path, params=params, spec=spec, head=head, tokenizer=tiny_tokenizer,
+                    layout=tiny_tokenizer.layout(), model_config=config.to_dict(), label_names=["a", "b", "c"])
+    hf = getattr(transformers, hf_export.architecture(model_name, head)).from_pretrained(tmp_path).eval()
+    batch = transformers.AutoTokenizer.from_pretrained(tmp_path)(_sentences(data_dir, 4), padding=True,
+                                                                 truncation=True, return_tensors="np")  # fmt: skip
+    batch = {k: batch[k].astype(np.int32) for k in ("input_ids", "attention_mask")}
+    logits = jax.jit(lambda p, b: nnx.merge(graphdef, p, rest).logits(b, deterministic=True))
+    ours = jax.tree.map(np.asarray, logits(params, batch))
+    with torch.no_grad():
+        out = hf(**{k: torch.from_numpy(v.astype(np.int64)) for k, v in batch.items()})
+    theirs = (out.start_logits, out.end_logits) if head == "qa" else out.logits
+    real = batch["attention_mask"] > 0 if head != "classification" else np.ones(len(batch["input_ids"]), bool)
+    for a, b in zip(jax.tree.leaves(ours), jax.tree.leaves(jax.tree.map(lambda t: t.numpy(), theirs)), strict=True):
+        assert np.abs(a[real] - b[real]).max() < 1e-4
 
 
 # -- Hugging Face checkpoints in --------------------------------------------------------------------------------
