@@ -129,9 +129,10 @@ def test_xlm_roberta_converts_to_xlt_jax_with_the_same_logits(real_batch, tiny_t
             p.add_(0.05 * torch.randn_like(p))
     hf.eval()
     params = hf_roberta.from_hf_state_dict(hf.state_dict(), spec, scan_layers=True)
-    graphdef, _, rest = nnx.split(build_model(config, spec.vocab_size, rngs=nnx.Rngs(0)), nnx.Param, ...)
+    abstract = nnx.eval_shape(lambda: build_model(config, spec.vocab_size, rngs=nnx.Rngs(0)))
+    graphdef, _, rest = nnx.split(abstract, nnx.Param, ...)
     batch = _masked(ids, layout)
-    logits = nnx.merge(graphdef, params, rest)(jnp.asarray(batch["input_ids"]), jnp.asarray(attention))
+    logits = jax.jit(lambda p, i, m: nnx.merge(graphdef, p, rest)(i, m))(params, batch["input_ids"], attention)
     with torch.no_grad():
         theirs = hf(input_ids=torch.from_numpy(batch["input_ids"].astype(np.int64)),
                     attention_mask=torch.from_numpy(attention.astype(np.int64))).logits.numpy()
