@@ -219,8 +219,12 @@ def model_values(config: Mapping[str, Any], source: str) -> dict[str, Any]:
         raise ConfigError(f"{source}: layer_norm_eps={eps}; xlt_jax's RoBERTa uses {LAYER_NORM_EPS}")
     hidden, heads = int(config["hidden_size"]), int(config["num_attention_heads"])
     return dict(
-        name="roberta", num_layers=int(config["num_hidden_layers"]), hidden=hidden, heads=heads,
-        head_dim=hidden // heads, mlp=int(config["intermediate_size"]),
+        name="roberta",
+        num_layers=int(config["num_hidden_layers"]),
+        hidden=hidden,
+        heads=heads,
+        head_dim=hidden // heads,
+        mlp=int(config["intermediate_size"]),
         dropout=float(config.get("hidden_dropout_prob", 0.1)),
         max_len=int(config["max_position_embeddings"]) - SPECIALS.pad - 1,
     )
