@@ -115,6 +115,33 @@ def test_logits_loss_and_gradients_match_hugging_face(real_batch, tiny_tokenizer
         np.testing.assert_allclose(ours[name], grad, atol=2e-5 * scale, rtol=1e-3, err_msg=name)
 
 
+def test_xlm_roberta_converts_to_xlt_jax_with_the_same_logits(real_batch, tiny_tokenizer):
+    """HF → xlt_jax with XLM-R's class: a random `XLMRobertaForMaskedLM` (every weight perturbed, so LayerNorms
+    and biases are not at their initial values), converted, gives the same MLM logits on a padded real batch."""
+    ids, attention = real_batch
+    layout = tiny_tokenizer.layout()
+    config, spec = _config(layout.size, scan=True)
+    xlmr_config = transformers.XLMRobertaConfig(**hf_roberta.hf_config(spec).to_dict())
+    torch.manual_seed(0)
+    hf = transformers.XLMRobertaForMaskedLM(xlmr_config)
+    with torch.no_grad():
+        for p in hf.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    hf.eval()
+    params = hf_roberta.from_hf_state_dict(hf.state_dict(), spec, scan_layers=True)
+    abstract = nnx.eval_shape(lambda: build_model(config, spec.vocab_size, rngs=nnx.Rngs(0)))
+    graphdef, _, rest = nnx.split(abstract, nnx.Param, ...)
+    batch = _masked(ids, layout)
+    logits = jax.jit(lambda p, i, m: nnx.merge(graphdef, p, rest)(i, m))(params, batch["input_ids"], attention)
+    with torch.no_grad():
+        theirs = hf(input_ids=torch.from_numpy(batch["input_ids"].astype(np.int64)),
+                    attention_mask=torch.from_numpy(attention.astype(np.int64))).logits.numpy()
+    real = attention.astype(bool)
+    delta = float(np.abs(np.asarray(logits)[real] - theirs[real]).max())
+    print(f"XLM-R HF→xlt_jax max |Δ logits| {delta:.2e}")
+    assert delta < 1e-4
+
+
 def test_conversion_round_trips_and_checks_shapes(tiny_tokenizer):
     config, spec = _config(tiny_tokenizer.base_size, scan=True)
     model = build_model(config, spec.vocab_size, rngs=nnx.Rngs(1))

@@ -329,6 +329,9 @@ def test_t5_shapes_and_decoder_causality(t5):
     logits2 = t5_logits(t5, changed)
     np.testing.assert_allclose(logits[:, :t], logits2[:, :t], atol=1e-5)
     assert not np.allclose(logits[:, t:], logits2[:, t:], atol=1e-3)
+    # ... and it sees every earlier input, not only the start token: a change at 1 reaches position t.
+    earlier = dict(batch, decoder_input_ids=batch["decoder_input_ids"].at[:, 1].set(17))
+    assert not np.allclose(logits[:, t], t5_logits(t5, earlier)[:, t], atol=1e-3)
     # Encoder padding is masked: pad ids do not reach the decoder.
     enc = batch["encoder_input_ids"]
     other = dict(batch, encoder_input_ids=jnp.where(batch["encoder_attention_mask"] == 0, 33, enc))

@@ -25,6 +25,7 @@ from xlt_jax.errors import ConfigError
 from xlt_jax.training import loop
 
 STATE_ITEM = "state"  # the Orbax item of `training.checkpointing.Checkpointer` that holds the TrainState
+HF_PREFIX = "hf:"  # pretrained=hf:DIR: a Hugging Face checkpoint directory (interop.hf_import)
 
 
 def checkpoint_steps(checkpoint_dir: pathlib.Path) -> list[int]:
@@ -108,7 +109,15 @@ EMBEDDING_PATHS = {"roberta": ("embeddings", "word_embeddings", "embedding"), "t
 
 
 def load_pretrained(workdir: str | pathlib.Path, step: int = 0) -> PretrainedRun:
-    """Config, tokenizer, vocabulary layout and checkpoint location of a pretraining run directory."""
+    """Config, tokenizer, vocabulary layout and checkpoint location of a pretraining run directory.
+
+    `hf:DIR` names a local Hugging Face checkpoint instead, converted once into a cached run directory
+    (`xlt_jax.interop.hf_import`).
+    """
+    if str(workdir).startswith(HF_PREFIX):
+        from xlt_jax.interop import hf_import
+
+        workdir = hf_import.resolve(str(workdir))
     workdir = pathlib.Path(workdir)
     if not str(workdir) or not workdir.is_dir():
         raise ConfigError(f"pretrained: {str(workdir)!r} is not a directory (give a pretraining WORKDIR)")
@@ -143,3 +152,25 @@ def restore_params(path: pathlib.Path, target: dict) -> dict:
     except (ValueError, KeyError) as e:
         raise ConfigError(f"{path}: parameters do not match the model built from the run's config: {e}") from e
     return restored["params"]
+
+
+def _int_keys(tree: Any) -> Any:
+    """Orbax stores the integer layer indices of looped stacks as strings; give them back as ints."""
+    if not isinstance(tree, dict):
+        return tree
+    keys = list(tree)
+    if keys and all(isinstance(k, str) and k.isdigit() for k in keys):
+        return {int(k): _int_keys(v) for k, v in tree.items()}
+    return {k: _int_keys(v) for k, v in tree.items()}
+
+
+def restore_all_params(path: pathlib.Path) -> dict:
+    """Every parameter of the checkpoint at `path`, on the first local device, without building the model
+    that wrote it (shapes and dtypes from the checkpoint's metadata). Exports use it."""
+    metadata = ocp.PyTreeCheckpointer().metadata(path).item_metadata
+    tree = metadata.tree if hasattr(metadata, "tree") else metadata
+    if "params" not in tree:
+        raise ConfigError(f"{path}: not a train-state checkpoint (no 'params'; has {sorted(tree)})")
+    sharding = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+    target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(tuple(m.shape), m.dtype, sharding=sharding), tree["params"])
+    return _int_keys(restore_params(path, target))

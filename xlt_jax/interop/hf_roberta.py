@@ -12,12 +12,13 @@ embeddings in both, and `lm_head.decoder.bias` is the same tensor as `lm_head.bi
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
 from xlt_jax.errors import ConfigError
+from xlt_jax.interop import tree
 from xlt_jax.models.presets import ModelSpec
 
 Array = np.ndarray
@@ -125,64 +126,37 @@ def _top_to_hf(path: tuple[str, ...], x: Array) -> Array:
     return x.T if path[-1] == "kernel" else x
 
 
-# -- tree helpers ---------------------------------------------------------------------------------------------
-
-
-def _get(tree: Mapping, path: tuple[Any, ...]) -> Any:
-    for key in path:
-        tree = tree[key]
-    return tree
-
-
-def _set(tree: dict, path: tuple[Any, ...], value: Any) -> None:
-    for key in path[:-1]:
-        tree = tree.setdefault(key, {})
-    tree[path[-1]] = value
-
-
-def _is_scanned(params: Mapping) -> bool:
-    """Scanned stacks hold named sub-dicts under `blocks`; looped ones hold integer layer indices."""
-    return not all(isinstance(k, int) for k in params["encoder"]["blocks"])
-
-
-def _num_layers(params: Mapping) -> int:
-    blocks = params["encoder"]["blocks"]
-    if _is_scanned(params):
-        return int(np.asarray(_get(blocks, ("mlp", "wi", "kernel"))).shape[0])
-    return len(blocks)
-
-
-def _layer_getter(params: Mapping) -> Callable[[int, tuple[str, ...]], Array]:
-    blocks = params["encoder"]["blocks"]
-    if _is_scanned(params):
-        return lambda i, path: np.asarray(_get(blocks, path))[i]
-    return lambda i, path: np.asarray(_get(blocks[i], path))
-
-
 # -- the two directions --------------------------------------------------------------------------------------
 
 
-def to_hf_state_dict(params: Mapping) -> dict[str, Array]:
-    """HF `RobertaForMaskedLM` state dict (NumPy, float32 as stored) from an xlt_jax params pure dict."""
-    out = {name: _top_to_hf(path, np.asarray(_get(params, path))) for path, name in _TOP.items()}
-    out["lm_head.decoder.weight"] = out["roberta.embeddings.word_embeddings.weight"]
-    out["lm_head.decoder.bias"] = out["lm_head.bias"]
-    layer = _layer_getter(params)
-    for i in range(_num_layers(params)):
+def backbone_state_dict(params: Mapping) -> dict[str, Array]:
+    """Embeddings and encoder layers in HF names (`roberta.*`, no MLM head): the backbone of a task model."""
+    out = {name: np.asarray(tree.get(params, path)) for path, name in _TOP.items() if path[0] == "embeddings"}
+    blocks = params["encoder"]["blocks"]
+    layer = tree.layer_getter(blocks)
+    for i in range(tree.num_layers(blocks, ("mlp", "wi", "kernel"))):
         for path, suffix in _LAYER.items():
             out[f"roberta.encoder.layer.{i}.{suffix}"] = _kernel_to_hf(path, layer(i, path))
     return {k: np.ascontiguousarray(v) for k, v in out.items()}
 
 
+def to_hf_state_dict(params: Mapping) -> dict[str, Array]:
+    """HF `RobertaForMaskedLM` state dict (NumPy, float32 as stored) from an xlt_jax params pure dict."""
+    out = backbone_state_dict(params)
+    for path, name in _TOP.items():
+        if path[0] == "lm_head":
+            out[name] = np.ascontiguousarray(_top_to_hf(path, np.asarray(tree.get(params, path))))
+    out["lm_head.decoder.weight"] = out["roberta.embeddings.word_embeddings.weight"]
+    out["lm_head.decoder.bias"] = out["lm_head.bias"]
+    return out
+
+
 def _normalise_keys(state_dict: Mapping[str, Any]) -> dict[str, Array]:
     """NumPy values; XLM-R's `roberta.`-prefixed names are the same, and a bare encoder gets the prefix."""
-    out = {}
-    for key, value in state_dict.items():
-        array = value.detach().cpu().float().numpy() if hasattr(value, "detach") else np.asarray(value)
-        if not key.startswith((PREFIX, "lm_head.")):
-            key = PREFIX + key
-        out[key] = array
-    return out
+    return {
+        (key if key.startswith((PREFIX, "lm_head.")) else PREFIX + key): value
+        for key, value in tree.to_numpy(state_dict).items()
+    }
 
 
 def from_hf_state_dict(state_dict: Mapping[str, Any], spec: ModelSpec, *, scan_layers: bool) -> dict:
@@ -197,7 +171,7 @@ def from_hf_state_dict(state_dict: Mapping[str, Any], spec: ModelSpec, *, scan_l
     for path, name in _TOP.items():
         if name not in sd:
             raise ConfigError(f"Hugging Face state dict has no {name!r}")
-        _set(out, path, _top_to_hf(path, sd[name]).astype(np.float32))
+        tree.put(out, path, _top_to_hf(path, sd[name]).astype(np.float32))
     layers: list[dict] = []
     for i in range(spec.num_layers):
         layer: dict = {}
@@ -206,18 +180,17 @@ def from_hf_state_dict(state_dict: Mapping[str, Any], spec: ModelSpec, *, scan_l
             if name not in sd:
                 raise ConfigError(f"Hugging Face state dict has no {name!r} (model.num_layers={spec.num_layers})")
             expected.add(name)
-            _set(layer, path, _kernel_from_hf(path, sd[name], spec).astype(np.float32))
+            try:
+                value = _kernel_from_hf(path, sd[name], spec)
+            except ValueError as e:
+                raise ConfigError(f"{name}: shape {sd[name].shape} does not fit {spec}: {e}") from e
+            tree.put(layer, path, value.astype(np.float32))
         layers.append(layer)
     ignored = {"lm_head.decoder.weight", "lm_head.decoder.bias", "roberta.embeddings.position_ids"}
     unexpected = sorted(k for k in sd if k not in expected and k not in ignored and not k.startswith("roberta.pooler"))
     if unexpected:
         raise ConfigError(f"Hugging Face state dict has tensors xlt_jax's RoBERTa does not: {unexpected[:5]}")
-    if scan_layers:
-        import jax
-
-        out["encoder"] = {"blocks": jax.tree.map(lambda *xs: np.stack(xs), *layers)}
-    else:
-        out["encoder"] = {"blocks": dict(enumerate(layers))}
+    out["encoder"] = {"blocks": tree.stack_blocks(layers, scan=scan_layers)}
     _check_shapes(out, spec)
     return out
 
@@ -229,3 +202,29 @@ def _check_shapes(params: Mapping, spec: ModelSpec) -> None:
     pos = params["embeddings"]["position_embeddings"]["embedding"].shape[0]
     if pos != spec.max_len + 2:
         raise ConfigError(f"{pos} position rows != model.max_len={spec.max_len} + 2 (RoBERTa's padding offset)")
+
+
+def model_values(config: Mapping[str, Any], source: str) -> dict[str, Any]:
+    """`config.model` values of the network an HF RoBERTa/XLM-R `config.json` describes; variants xlt_jax's
+    RoBERTa does not implement (another activation, LayerNorm eps, position scheme or padding id) are refused."""
+    from xlt_jax.data.vocab import SPECIALS
+    from xlt_jax.models.roberta import LAYER_NORM_EPS
+
+    wanted = dict(hidden_act="gelu", position_embedding_type="absolute", type_vocab_size=1, pad_token_id=SPECIALS.pad)
+    for key, value in wanted.items():
+        if config.get(key, value) != value:
+            raise ConfigError(f"{source}: {key}={config.get(key)!r}; xlt_jax's RoBERTa needs {value!r}")
+    eps = float(config.get("layer_norm_eps", LAYER_NORM_EPS))
+    if abs(eps - LAYER_NORM_EPS) > 1e-12:
+        raise ConfigError(f"{source}: layer_norm_eps={eps}; xlt_jax's RoBERTa uses {LAYER_NORM_EPS}")
+    hidden, heads = int(config["hidden_size"]), int(config["num_attention_heads"])
+    return dict(
+        name="roberta",
+        num_layers=int(config["num_hidden_layers"]),
+        hidden=hidden,
+        heads=heads,
+        head_dim=hidden // heads,
+        mlp=int(config["intermediate_size"]),
+        dropout=float(config.get("hidden_dropout_prob", 0.1)),
+        max_len=int(config["max_position_embeddings"]) - SPECIALS.pad - 1,
+    )

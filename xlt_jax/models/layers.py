@@ -161,12 +161,16 @@ def dense(
 def attention_bias(
     query_mask: jax.Array | None, key_mask: jax.Array, *, causal: bool, dtype: Any
 ) -> jax.Array:
-    """Additive attention bias [B, 1, Lq, Lk]: 0 where a query may attend a key, a large negative otherwise."""
+    """Additive attention bias [B, 1, Lq, Lk]: 0 where a query may attend a key, a large negative otherwise.
+
+    `causal` is self-attention: query i sees keys 0..i (Lq = Lk when no query mask is given).
+    """
     allowed = key_mask[:, None, None, :].astype(bool)
     if query_mask is not None:
         allowed = allowed & query_mask[:, None, :, None].astype(bool)
     if causal:
-        lq, lk = allowed.shape[-2], key_mask.shape[-1]
+        lk = key_mask.shape[-1]
+        lq = query_mask.shape[-1] if query_mask is not None else lk
         allowed = allowed & jnp.tril(jnp.ones((lq, lk), dtype=bool))[None, None]
     return jnp.where(allowed, 0.0, jnp.finfo(dtype).min / 2).astype(dtype)
 

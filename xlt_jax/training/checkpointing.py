@@ -21,6 +21,7 @@ import os
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import orbax.checkpoint as ocp
 from etils import epath
 
@@ -125,3 +126,11 @@ class Checkpointer:
     def close(self) -> None:
         self._manager.wait_until_finished()
         self._manager.close()
+
+
+def save_params(path: str | os.PathLike, params: Any) -> None:
+    """Write parameters alone as a train-state item (`{"params": ...}`, Orbax PyTree): exports and imported
+    checkpoints are then read by the same code as a training checkpoint (`finetuning.pretrained`)."""
+    _single_replica_writes_on_cpu()
+    tree = {"params": jax.tree.map(jnp.asarray, params)}
+    ocp.PyTreeCheckpointer().save(epath.Path(path), args=ocp.args.PyTreeSave(tree))
