@@ -19,6 +19,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from xlt_jax import provenance
 from xlt_jax.data import paths
 from xlt_jax.data.pretrain import mlm, packing, pipeline, shards, span_corruption
 from xlt_jax.data.readers.conllu import read_conllu
@@ -70,7 +71,7 @@ def main(argv: list[str]) -> None:
     args = parser.parse_args(argv)
     cpu = pin_to_one_core()
     B, L = args.batch, args.seq_len
-    figures: dict[str, object] = {"bench": "data", "cpu": cpu, "batch": B, "seq_len": L}
+    figures: dict[str, object] = {**provenance.record(), "bench": "data", "cpu": cpu, "batch": B, "seq_len": L}
 
     texts = real_text()
     lines = [line for lang in LANGS for line in texts[lang]]

@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import time
 from collections.abc import Callable
@@ -22,6 +21,7 @@ import jax
 import ml_collections
 import numpy as np
 
+from xlt_jax import provenance
 from xlt_jax.bench.train import OPTIMIZER, RULES, matmul_peak, timed_calls
 from xlt_jax.data.pretrain import mlm
 from xlt_jax.data.vocab import VocabLayout
@@ -152,7 +152,7 @@ def main(argv: list[str]) -> None:
     device = jax.devices()[0]
     jax_peak, torch_peak = matmul_peak(device)[0], torch_matmul_peak()
     figures: dict[str, object] = {
-        "bench": "peer", "machine": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
+        **provenance.record(), "bench": "peer",
         "jax": jax.__version__, "torch": torch.__version__, "torch_threads": args.threads, "dtype": "float32",
         "jax_matmul_peak_flops": jax_peak, "torch_matmul_peak_flops": torch_peak,
     }  # fmt: skip

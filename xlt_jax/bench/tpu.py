@@ -27,6 +27,8 @@ import jax
 import ml_collections
 import numpy as np
 
+from xlt_jax import provenance
+
 DEFAULT_CONFIG = "configs/pretrain/bilingual.py:lang=en,transform=inv"  # the paper's RoBERTa-8 run
 GIB = 1 << 30
 
@@ -253,7 +255,7 @@ def main(argv: list[str]) -> None:
     config = load_config(args.config)
     if args.mesh:
         config.mesh.shape = tuple(int(x) for x in args.mesh.split(","))
-    figures: dict[str, Any] = {"bench": "tpu", "config": args.config, "jax": jax.__version__}
+    figures: dict[str, Any] = {**provenance.record(), "bench": "tpu", "config": args.config, "jax": jax.__version__}
     print(f"train step of {args.config} ({config.train.steps} steps) compiled ahead of time for Cloud TPU")
     for name in [t for t in args.topology.split(",") if t]:
         r = bench_topology(name, config, args)

@@ -23,6 +23,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from xlt_jax import provenance
 from xlt_jax.data.pretrain import mlm
 from xlt_jax.data.vocab import VocabLayout
 from xlt_jax.models import build_model, default_model_config, flops_per_example
@@ -186,7 +187,8 @@ def run(args: argparse.Namespace) -> None:
     device = jax.devices()[0]
     mesh = partitioning.make_mesh(ml_collections.ConfigDict({"shape": (1, 1, 1)}), [device])
     figures: dict[str, object] = {
-        "bench": "train", "batch": args.batch, "seq_len": args.seq_len, "vocab": args.vocab, "dtype": "float32",
+        **provenance.record(), "bench": "train", "batch": args.batch, "seq_len": args.seq_len, "vocab": args.vocab,
+        "dtype": "float32",
         "device": device.device_kind, "dropout": "preset (0.1)",
     }  # fmt: skip
     print(f"RoBERTa train step (AdamW, clip, dropout), fp32, batch {args.batch} x seq {args.seq_len}, "

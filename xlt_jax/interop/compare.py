@@ -25,7 +25,8 @@ import ml_collections
 import numpy as np
 from absl import flags
 
-from xlt_jax import cli
+from xlt_jax import cli, provenance
+from xlt_jax.data.io import atomic_write
 
 MODELS = ("xlt_jax", "hf")
 DEFAULT_EVAL_BATCHES = 8
@@ -96,6 +97,7 @@ def compare(
         raise cli.ConfigError(f"--models={','.join(models)}: choose from {', '.join(MODELS)}")
     if config.model.name != "roberta" or config.data.objective != "mlm":
         raise cli.ConfigError("the side-by-side comparison needs model.name='roberta' and data.objective='mlm'")
+    started = time.time()
     workdir = pathlib.Path(workdir).resolve()
     workdir.mkdir(parents=True, exist_ok=True)
     _, data = inputs.build_data(config, workdir)
@@ -134,8 +136,10 @@ def compare(
             out.write(json.dumps(row) + "\n")
             out.flush()
             rows.append(row)
-    summary = summarize(rows, seconds)
+    summary = summarize(rows, seconds) | provenance.record(started, time.time())
+    summary["tokens_per_step"] = int(config.data.global_batch_size) * int(config.data.seq_len)
     plot_curves(rows, workdir / "curves.png", title=f"{config.data.mode} {config.data.langs} {config.data.transform}")
+    atomic_write(workdir / "compare.json", (json.dumps(summary, indent=1) + "\n").encode())
     return summary
 
 
@@ -149,13 +153,30 @@ def _host(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     return batch
 
 
+PLATEAU_REFERENCE_FRACTION = 0.25  # the plateau's level: held-out loss a quarter of the way into the run
+PLATEAU_EXIT_NATS = 0.3  # "left the plateau": held-out loss this far below that level
+
+
+def plateau_exit(evals: Sequence[Mapping[str, float]], name: str) -> int | None:
+    """First evaluated step whose held-out loss is `PLATEAU_EXIT_NATS` below the loss a quarter of the way in
+    (past warmup and the first fast drop to unigram statistics), or None if the run never got there."""
+    key = f"{name}/eval_loss"
+    points = [(r["step"], r[key]) for r in evals if key in r]
+    if len(points) < 4:
+        return None
+    reference = points[int(len(points) * PLATEAU_REFERENCE_FRACTION)][1]
+    return next((step for step, loss in points if loss < reference - PLATEAU_EXIT_NATS), None)
+
+
 def summarize(rows: Sequence[Mapping[str, float]], seconds: Mapping[str, float]) -> dict:
-    """Final held-out losses, the largest gap between the two held-out curves, and seconds per step."""
+    """Final held-out losses, the step each model left the plateau, the largest gap between the two held-out
+    curves, and seconds per step."""
     evals = [r for r in rows if any(k.endswith("/eval_loss") for k in r)]
     summary: dict = {"steps": len(rows), "seconds_per_step": {k: v / max(len(rows), 1) for k, v in seconds.items()}}
     for name in seconds:
         if evals and f"{name}/eval_loss" in evals[-1]:
             summary[f"{name}_final_eval_loss"] = evals[-1][f"{name}/eval_loss"]
+            summary[f"{name}_plateau_exit_step"] = plateau_exit(evals, name)
     if evals and all(f"{m}/eval_loss" in evals[0] for m in MODELS):
         gaps = [abs(r["xlt_jax/eval_loss"] - r["hf/eval_loss"]) for r in evals]
         summary["max_eval_loss_gap"] = max(gaps)
