@@ -1,0 +1,224 @@
+r"""Regenerate the README's measured sections from the files runs wrote; no figure is typed by hand.
+
+    python -m xlt_jax.experiments.readme [--readme README.md] [--runs runs]
+
+Each section sits between `<!-- generated:NAME -->` and `<!-- /generated:NAME -->` and is rebuilt from:
+  fidelity      runs/fidelity/*/compare.json + curves.jsonl (`python -m xlt_jax.interop.compare`)
+  performance   runs/bench/*.json, the JSON line each `python -m xlt_jax.bench ...` ends with
+  replicate     runs/replicate/ (`make replicate`): its report and the run record
+A section whose inputs are missing is left as it is (and said so), so a partial rerun never blanks the
+README. Every section names the command, machine, date, wall time and commit that produced it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import pathlib
+import re
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+BEGIN = "<!-- generated:{name} -->"
+END = "<!-- /generated:{name} -->"
+
+
+def provenance_line(record: Mapping[str, Any]) -> str:
+    wall = f", {record['wall_s'] / 60:.0f} min" if record.get("wall_s") else ""
+    commit = str(record.get("commit", "unknown"))[:12]
+    return f"{record.get('machine', '?')}, {record.get('date', '?')}{wall}, commit `{commit}`"
+
+
+# -- fidelity ------------------------------------------------------------------------------------------
+
+
+def _eval_points(curves: pathlib.Path) -> list[dict[str, float]]:
+    rows = [json.loads(line) for line in curves.read_text().splitlines() if line.strip()]
+    return [r for r in rows if any(k.endswith("/eval_loss") for k in r)]
+
+
+def fidelity_section(runs: pathlib.Path) -> str | None:
+    found = sorted(runs.glob("fidelity/*/compare.json"))
+    if not found:
+        return None
+    parts = []
+    for path in found:
+        summary = json.loads(path.read_text())
+        evals = _eval_points(path.parent / "curves.jsonl")
+        tokens = summary.get("tokens_per_step", 0)
+        lines = [
+            f"**{path.parent.name}** — `{summary.get('command', '')}`",
+            "",
+            f"{provenance_line(summary)}; held-out MLM loss (nats) of each model on the same held-out batches:",
+            "",
+            "| step | tokens | xlt_jax | Hugging Face | Δ |",
+            "|---|---|---|---|---|",
+        ]
+        stride = max(1, len(evals) // 10)
+        for r in evals[::stride] + ([evals[-1]] if (len(evals) - 1) % stride else []):
+            ours, theirs = r.get("xlt_jax/eval_loss"), r.get("hf/eval_loss")
+            delta = f"{ours - theirs:+.3f}" if ours is not None and theirs is not None else "–"
+            lines.append(
+                f"| {r['step']} | {r['step'] * tokens / 1e6:.1f} M | {_fmt(ours)} | {_fmt(theirs)} | {delta} |"
+            )
+        exits = [f"{name} at step {summary.get(f'{name}_plateau_exit_step')}" for name in ("xlt_jax", "hf")]
+        lines += [
+            "",
+            f"Left the plateau (held-out loss 0.3 nats below its level a quarter into the run): {', '.join(exits)}. "
+            f"Largest held-out gap: {summary.get('max_eval_loss_gap', float('nan')):.3f} nats.",
+        ]
+        figure = publish_figure(path.parent / "curves.png", f"fidelity_{path.parent.name}.png")
+        if figure:
+            lines += ["", f"![{path.parent.name}: training and held-out loss, xlt_jax and Hugging Face]({figure})"]
+        parts.append("\n".join(lines))
+    return "\n\n".join(parts)
+
+
+FIGURES = pathlib.Path("docs") / "figures"
+
+
+def publish_figure(source: pathlib.Path, name: str) -> str | None:
+    """Copy a run's plot into docs/figures/ (committed, unlike runs/) and return its README path."""
+    if not source.is_file():
+        return None
+    FIGURES.mkdir(parents=True, exist_ok=True)
+    (FIGURES / name).write_bytes(source.read_bytes())
+    return (FIGURES / name).as_posix()
+
+
+def _fmt(value: float | None) -> str:
+    return "–" if value is None else f"{value:.3f}"
+
+
+# -- performance ---------------------------------------------------------------------------------------
+
+
+def performance_section(runs: pathlib.Path) -> str | None:
+    benches = {p.stem: json.loads(p.read_text()) for p in sorted(runs.glob("bench/*.json"))}
+    if not benches:
+        return None
+    parts = []
+    if "peer" in benches:
+        parts.append(_peer_table(benches["peer"]))
+    if "train" in benches:
+        parts.append(_train_table(benches["train"]))
+    if "tpu" in benches:
+        parts.append(_tpu_table(benches["tpu"]))
+    return "\n\n".join(parts)
+
+
+def _configs(figures: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
+    return {k: v for k, v in figures.items() if isinstance(v, dict) and k not in ("mesh",)}
+
+
+def _peer_table(f: Mapping[str, Any]) -> str:
+    rows = [
+        "**xlt_jax vs Hugging Face PyTorch** (`python -m xlt_jax.bench peer`): "
+        f"{provenance_line(f)}; fp32, dropout 0.1, AdamW + clipping, torch {f.get('torch')} with "
+        f"{f.get('torch_threads')} threads, alternating rounds.",
+        "",
+        "| config | model | V | batch | xlt_jax tok/s | HF tok/s | ×HF | HF masked-only tok/s | ×masked |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, r in _configs(f).items():
+        rows.append(
+            f"| {name} | {r['model']} | {r['vocab']:,} | {r['batch']}×{r['seq_len']} | {r['tokens_per_s']:,.0f} | "
+            f"{r['hf_tokens_per_s']:,.0f} | {r['ratio_vs_hf']:.2f} | {r['hf_masked_tokens_per_s']:,.0f} | "
+            f"{r['ratio_vs_hf_masked']:.2f} |"
+        )
+    return "\n".join(rows)
+
+
+def _train_table(f: Mapping[str, Any]) -> str:
+    rows = [
+        f"**Train step against the matmul peak** (`{f.get('command', 'python -m xlt_jax.bench train')}`): "
+        f"{provenance_line(f)}; batch {f.get('batch')} × {f.get('seq_len')}, V = {f.get('vocab'):,}, fp32.",
+        "",
+        "| model | layers | step s | tok/s | % of fp32 matmul peak (median / best step) | compile s |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, r in _configs(f).items():
+        rows.append(
+            f"| {name.split('/')[0]} | {r['layers']} | {r['step_s']:.3f} | {r['tokens_per_s']:,.0f} | "
+            f"{100 * r['fraction_of_peak']:.1f} / {100 * r['fraction_of_peak_best']:.1f} | {r['compile_s']:.1f}"
+            f"{' (cache hit)' if r.get('compile_cache_hit') else ''} |"
+        )
+    return "\n".join(rows)
+
+
+def _tpu_table(f: Mapping[str, Any]) -> str:
+    rows = [
+        f"**Cloud TPU plan, compiled here ahead of time** (`{f.get('command', 'python -m xlt_jax.bench tpu')}`): "
+        f"{provenance_line(f)}; config `{f.get('config')}`.",
+        "",
+        "| topology | devices (hosts) | per-device GiB (args / temp / total of HBM) | fits | FLOPs/step | "
+        "largest global batch | projected run at MFU |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    gib = 2**30
+    for name, r in _configs(f).items():
+        m = r.get("memory_per_device") or {}
+        memory = (
+            f"{m.get('argument', 0) / gib:.2f} / {m.get('temp', 0) / gib:.2f} / "
+            f"{r.get('total_bytes_per_device', 0) / gib:.2f} of {r['hbm_bytes_per_device'] / gib:.0f}"
+            if m else r.get("error", "")[:60]
+        )
+        rows.append(
+            f"| {name} | {r['devices']} ({r['hosts']}) | {memory} | {'yes' if r.get('fits') else 'no'} | "
+            f"{r['flops_per_step']:.2e} | {r.get('largest_global_batch', '–')} | "
+            f"{r['projected_run_hours']:.0f} h at {100 * r['mfu']:.0f}% |"
+        )
+    return "\n".join(rows)
+
+
+# -- replicate -----------------------------------------------------------------------------------------
+
+
+def replicate_section(runs: pathlib.Path) -> str | None:
+    record = runs / "replicate" / "replicate.json"
+    report = runs / "replicate" / "report" / "report.md"
+    if not record.is_file() or not report.is_file():
+        return None
+    meta = json.loads(record.read_text())
+    head = f"`{meta.get('command', 'make replicate')}` — {provenance_line(meta)}."
+    return head + "\n\n" + report.read_text().strip()
+
+
+SECTIONS: dict[str, Callable[[pathlib.Path], str | None]] = {
+    "fidelity": fidelity_section,
+    "performance": performance_section,
+    "replicate": replicate_section,
+}
+
+
+def regenerate(text: str, runs: pathlib.Path, names: Sequence[str] = tuple(SECTIONS)) -> tuple[str, list[str]]:
+    """README text with every named section rebuilt; also the names rebuilt (others kept as they were)."""
+    rebuilt = []
+    for name in names:
+        pattern = re.compile(re.escape(BEGIN.format(name=name)) + r".*?" + re.escape(END.format(name=name)), re.S)
+        if not pattern.search(text):
+            continue
+        body = SECTIONS[name](runs)
+        if body is None:
+            continue
+        block = f"{BEGIN.format(name=name)}\n{body}\n{END.format(name=name)}"
+        text = pattern.sub(lambda _m, block=block: block, text)
+        rebuilt.append(name)
+    return text, rebuilt
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m xlt_jax.experiments.readme", description=__doc__)
+    parser.add_argument("--readme", default="README.md")
+    parser.add_argument("--runs", default="runs")
+    parser.add_argument("--sections", default=",".join(SECTIONS))
+    args = parser.parse_args(argv)
+    readme = pathlib.Path(args.readme)
+    text, rebuilt = regenerate(readme.read_text(), pathlib.Path(args.runs), args.sections.split(","))
+    readme.write_text(text)
+    skipped = [n for n in args.sections.split(",") if n not in rebuilt]
+    print(f"rebuilt: {', '.join(rebuilt) or 'nothing'}; kept: {', '.join(skipped) or 'nothing'}")
+
+
+if __name__ == "__main__":
+    main()
