@@ -142,3 +142,20 @@ def test_score_mismatched_lengths_names_file(tmp_path):
     pred = _write(tmp_path / "p.tsv", "a\n")
     with pytest.raises(ValueError, match="p.tsv"):
         score_files("xnli", pred, gold)
+
+
+def test_majority_tag_baseline_is_the_dev_share_of_the_most_frequent_training_tag(data_dir):
+    import gzip
+    from collections import Counter
+
+    from xlt_jax.metrics.baselines import majority_tag
+
+    base = majority_tag("pos", "en")
+    # Counted here straight from the files' tag columns: EWT train (CoNLL-U) and XTREME's dev-en.tsv.
+    with gzip.open(data_dir / "ud" / "en_ewt" / "train.conllu.gz", "rt", encoding="utf-8") as f:
+        train = Counter(c[3] for c in (line.split("\t") for line in f) if len(c) == 10 and c[0].isdigit())
+    with gzip.open(data_dir / "ud" / "xtreme_udpos" / "dev-en.tsv.gz", "rt", encoding="utf-8") as f:
+        dev = Counter(line.rstrip("\n").split("\t")[1] for line in f if "\t" in line)
+    assert base["tag"] == train.most_common(1)[0][0] == "NOUN"
+    assert base["n_tokens"] == sum(dev.values())
+    assert abs(base["token_accuracy"] - 100 * dev["NOUN"] / sum(dev.values())) < 1e-9
