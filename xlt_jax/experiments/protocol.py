@@ -53,7 +53,7 @@ from xlt_jax.data import tasks, transforms
 from xlt_jax.data.tasks import sources
 from xlt_jax.data.vocab import VocabLayout
 from xlt_jax.errors import ConfigError, TransformError, XltError
-from xlt_jax.experiments import steplock, validate
+from xlt_jax.experiments import eta, steplock, validate
 
 ALL_TASKS = ("pos", "ner", "nli", "qa", "tatoeba")
 DONE_FILE = "DONE.json"
@@ -529,6 +529,7 @@ def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike, *, dry_ru
 
     workdir.mkdir(parents=True, exist_ok=True)
     executed: list[str] = []
+    clock = eta.PlanClock()
     failed: dict[str, str] = {}
     blocked: set[str] = set()
     lock = jax.process_count() == 1  # several runners on one workdir: each step runs once (steplock.py)
@@ -556,7 +557,9 @@ def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike, *, dry_ru
                 seconds = time.perf_counter() - t0
                 write_marker(step, summary, seconds)
             executed.append(step.name)
-            out(f"[{i}/{len(plan)}] {step.name}: done in {seconds:.1f} s")
+            clock.finished(step, seconds)
+            todo = [s for s in plan[i:] if status[s.name] in ("todo", "stale") and s.name not in blocked]
+            out(f"[{i}/{len(plan)}] {step.name}: done in {seconds:.1f} s; {clock.describe(todo)}")
     markdown = render_report(workdir)
     out(markdown or "No result rows yet.")
     result = ProtocolResult(plan, status, executed, failed, markdown)
