@@ -59,6 +59,7 @@ def embedding_rows(
         "embedding_distance": figures["embedding_distance"],
         "align_nn_procrustes_train": figures["align_nn_procrustes_train"],
         "n_train_pairs": len(split.train),
+        "candidates": model.layout.base_size,  # every derived row; chance accuracy = 100 / candidates %
         "split_file": str(split_file),
     }
     return [row(m, figures[m], len(split.valid), "valid", split.seed, extra) for m in EMBEDDING_METRICS]
