@@ -9,7 +9,6 @@ import logging
 import os
 import pathlib
 import runpy
-import struct
 import subprocess
 import sys
 
@@ -19,7 +18,7 @@ import pytest
 
 from xlt_jax.data.tokenizer import Tokenizer
 from xlt_jax.errors import ConfigError
-from xlt_jax.training import checkpointing, loop
+from xlt_jax.training import checkpointing, loop, writers
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 BILINGUAL = REPO / "configs" / "pretrain" / "bilingual.py"
@@ -44,23 +43,8 @@ def shard_cache(tmp_path_factory) -> pathlib.Path:
 
 
 def read_scalars(workdir: pathlib.Path) -> dict[str, dict[int, float]]:
-    """Scalars of the TensorBoard event files in `workdir` (TFRecord framing, Event protos)."""
-    from tensorboardX.proto import event_pb2
-
-    out: dict[str, dict[int, float]] = {}
-    files = sorted(workdir.glob("events.out.tfevents.*"))
-    assert files, f"no event file in {workdir}"
-    for path in files:
-        data = path.read_bytes()
-        pos = 0
-        while pos < len(data):
-            (length,) = struct.unpack("<Q", data[pos: pos + 8])
-            event = event_pb2.Event.FromString(data[pos + 12: pos + 12 + length])
-            pos += 12 + length + 4
-            for value in event.summary.value:
-                if value.HasField("simple_value"):
-                    out.setdefault(value.tag, {})[event.step] = value.simple_value
-    return out
+    assert sorted(workdir.glob("events.out.tfevents.*")), f"no event file in {workdir}"
+    return writers.read_scalars(workdir)
 
 
 def test_smoke_run_writes_metrics_checkpoints_tokenizer_and_config(
@@ -85,6 +69,10 @@ def test_smoke_run_writes_metrics_checkpoints_tokenizer_and_config(
         assert tag in scalars, tag
     assert sorted(scalars["eval/loss"]) == [4, 8]
     np.testing.assert_allclose(scalars["train/loss"][8], np.mean(losses[6:8]), rtol=1e-5)
+    # The input wait is measured per step: non-negative and a small share of the step on this tiny pipeline.
+    waits, times = scalars["train/input_wait_s"], scalars["train/step_time_s"]
+    assert sorted(waits) == [2, 4, 6, 8] and all(0 <= waits[s] < times[s] for s in waits)
+    assert scalars["train/mlm_overflow"][8] == 0  # predictions are gathered; the auto size never overflows
 
     ckpt = checkpointing.Checkpointer(workdir / loop.CHECKPOINT_DIR, max_to_keep=2)
     assert ckpt.all_steps() == [4, 8]

@@ -13,6 +13,7 @@ BENCHMARKS = {
     "data": "tokenization, transformation, MLM and span-corruption collation throughput (tokens/s)",
     "train": "compile time, step time, tokens/s and FLOP/s of the pretraining step",
     "tpu": "the pretraining step compiled ahead of time for Cloud TPU topologies: memory, FLOPs, largest batch",
+    "input": "the real training loop: seconds per step and the time each step waits for its batch",
     "peer": "tokens/s of xlt_jax vs Hugging Face PyTorch RoBERTa MLM on identical configs (extra hf)",
 }
 

@@ -102,6 +102,8 @@ def performance_section(runs: pathlib.Path) -> str | None:
         parts.append(_peer_table(benches["peer"]))
     if "train" in benches:
         parts.append(_train_table(benches["train"]))
+    if "input" in benches:
+        parts.append(_input_table(benches["input"]))
     if "tpu" in benches:
         parts.append(_tpu_table(benches["tpu"]))
     return "\n\n".join(parts)
@@ -142,6 +144,22 @@ def _train_table(f: Mapping[str, Any]) -> str:
             f"| {name.split('/')[0]} | {r['layers']} | {r['step_s']:.3f} | {r['tokens_per_s']:,.0f} | "
             f"{100 * r['fraction_of_peak']:.1f} / {100 * r['fraction_of_peak_best']:.1f} | {r['compile_s']:.1f}"
             f"{' (cache hit)' if r.get('compile_cache_hit') else ''} |"
+        )
+    return "\n".join(rows)
+
+
+def _input_table(f: Mapping[str, Any]) -> str:
+    rows = [
+        f"**Does the host starve the device?** (`{f.get('command', 'python -m xlt_jax.bench input')}`): "
+        f"{provenance_line(f)}; the real training loop, median over logged intervals after the first.",
+        "",
+        "| model | batch | s/step | tok/s | waited for its batch |",
+        "|---|---|---|---|---|",
+    ]
+    for name, r in _configs(f).items():
+        rows.append(
+            f"| {name} | {r['batch']} | {r['step_s']:.3f} | {r['tokens_per_s']:,.0f} | "
+            f"{1000 * r['input_wait_s']:.2f} ms ({100 * r['wait_fraction']:.2f}%) |"
         )
     return "\n".join(rows)
 

@@ -59,3 +59,25 @@ class MetricWriter:
         if self._tb is not None:
             self._tb.close()
             self._tb = None
+
+
+def read_scalars(workdir: str | os.PathLike) -> dict[str, dict[int, float]]:
+    """Every scalar of the TensorBoard event files in `workdir`, as {tag: {step: value}} (TFRecord framing of
+    Event protos, read without TensorFlow)."""
+    import pathlib
+    import struct
+
+    from tensorboardX.proto import event_pb2
+
+    out: dict[str, dict[int, float]] = {}
+    for path in sorted(pathlib.Path(workdir).glob("events.out.tfevents.*")):
+        data = path.read_bytes()
+        pos = 0
+        while pos + 12 <= len(data):
+            (length,) = struct.unpack("<Q", data[pos : pos + 8])
+            event = event_pb2.Event.FromString(data[pos + 12 : pos + 12 + length])
+            pos += 12 + length + 4
+            for value in event.summary.value:
+                if value.HasField("simple_value"):
+                    out.setdefault(value.tag, {})[event.step] = value.simple_value
+    return out
