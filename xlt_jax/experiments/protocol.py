@@ -75,8 +75,8 @@ def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike, *, dry_ru
     plan = build_plan(config, workdir)
     seen = {step.name: read_marker(step) for step in plan if step.marker is not None}  # before the status
     status = plan_status(plan)
-    header = (f"Protocol {config.lang}:{config.transform} corpus={config.corpus} tasks={config.tasks} "
-              f"seeds={config.seeds} -> {workdir}" + (" (dry run)" if dry_run else ""))
+    header = (f"Protocol {config.lang}:{config.transform} tasks={config.tasks} seeds={config.seeds} "
+              f"corpus={config.corpus} -> {workdir}" + (" (dry run)" if dry_run else ""))
     out(format_plan(plan, status, header=header))
     for step in plan:
         if step.kind == "skip":
