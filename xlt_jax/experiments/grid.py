@@ -97,23 +97,26 @@ def grid_cells(config: ml_collections.ConfigDict) -> list[Cell]:
     specs = _slash_list(config.transforms)
     if not specs:
         raise ConfigError(f"transforms: {config.transforms!r}; give '/'-separated specs, e.g. inv/translit+inv")
+    resolved = {(lang, spec): _resolved(spec, lang, config.syntax_target, "transforms") for lang in langs
+                for spec in specs}
     variants = split_list(config.variants)
     if not variants or any(v not in VARIANTS for v in variants):
         raise ConfigError(f"variants: {config.variants!r}; expected a '+'-joined subset of {'+'.join(VARIANTS)}")
-    with_variants = _slash_list(config.variant_transforms)
-    stray = [t for t in with_variants if t not in specs]
-    if stray:
-        raise ConfigError(f"variant_transforms: {stray} are not among transforms={config.transforms!r}")
-    cells = []
-    for lang in langs:
-        for spec in specs:
-            resolved = resolve_transform(spec, lang, config.syntax_target)
-            try:
-                parse_transform(resolved)
-            except ConfigError as e:
-                raise ConfigError(f"transforms: {spec!r} for {lang}: {e}") from e
-            cells += [Cell(lang, resolved, v) for v in variants if v == PARALLEL or spec in with_variants]
-    return cells
+    with_variants = _slash_list(config.variant_transforms)  # those not in `transforms` have no cells
+    for spec in with_variants:
+        _resolved(spec, langs[0], config.syntax_target, "variant_transforms")
+    return [Cell(lang, resolved[lang, spec], v) for lang in langs for spec in specs for v in variants
+            if v == PARALLEL or spec in with_variants]
+
+
+def _resolved(spec: str, lang: str, targets: ml_collections.ConfigDict, key: str) -> str:
+    """`resolve_transform`, checked: ConfigError naming `key` for a spec that derives no language."""
+    resolved = resolve_transform(spec, lang, targets)
+    try:
+        parse_transform(resolved)
+    except ConfigError as e:
+        raise ConfigError(f"{key}: {spec!r} for {lang}: {e}") from e
+    return resolved
 
 
 def _leaf_paths(tree: dict, prefix: str = "") -> dict[str, object]:

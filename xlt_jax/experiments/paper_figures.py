@@ -25,7 +25,7 @@ ALIGN_TASKS = ("nli", "ner", "pos")
 
 
 def _figure(width: float, height: float, columns: int = 1) -> tuple[Figure, list]:
-    fig = Figure(figsize=(width, height), dpi=100)
+    fig = Figure(figsize=(width, height), dpi=100, layout="constrained")
     FigureCanvasAgg(fig)
     return fig, [fig.add_subplot(1, columns, i + 1) for i in range(columns)]
 
@@ -62,7 +62,7 @@ def figure2(view: View, lang: str = "en") -> Figure | None:
             series.append((label, ours, theirs))
         _bars(ax, [FAMILY_NAMES[c] for c, _ in CONSTITUENTS], series)
         ax.set_title(f"{paper.TASK_NAMES[task]} ({lang})")
-        ax.set_ylabel("Δ(BZ−BS) (points)")
+    axes[0].set_ylabel("Δ(BZ−BS) (points)")
     if not drawn:
         return None
     axes[-1].legend(fontsize="small", loc="center left", bbox_to_anchor=(1.01, 0.5))

@@ -88,6 +88,12 @@ TABLE7: dict[str, dict[tuple[str, str], AlignmentRow]] = {"en": {
     ("translit+inv", "parallel"): AlignmentRow({"nli": -19.2, "ner": -51.5, "pos": -42.7}, 0.16),
     ("translit+perm", "parallel"): AlignmentRow({"nli": -27.7, "ner": -46.3, "pos": -59.0}, 0.01),
 }}
+TABLE7_ROWS = {  # the paper's row names
+    ("translit", "parallel"): "parallel", ("translit+syntax", "parallel"): "translit ∘ syntax",
+    ("translit", "nonparallel_same"): "non-parallel (same domain)",
+    ("translit", "nonparallel_diff"): "non-parallel (different domain)",
+    ("translit+inv", "parallel"): "translit ∘ inv", ("translit+perm", "parallel"): "translit ∘ perm",
+}
 # Spearman ρ between alignment and Δ(BZ−BS) (Table 7's caption): task -> (ρ, p as printed).
 TABLE7_SPEARMAN: dict[str, tuple[float, str]] = {"nli": (0.94, "p < .005"), "ner": (0.93, "p < .005"),
                                                  "pos": (0.89, "p < .01")}

@@ -232,11 +232,13 @@ def table7(view: View, spearman: dict[str, tuple[float, float, int] | None]) -> 
         body = []
         for family, variant in paper.TABLE7["en"]:
             row = theirs.get((family, variant))
-            cells = [f"{FAMILY_NAMES[family]}, {paper.VARIANT_NAMES[variant]}"]
+            cells = [paper.TABLE7_ROWS[family, variant]]
             for task in tasks:
                 cells.append(view.one(lang, family, variant, task, "delta_bz_bs").text(signed=True))
                 cells += [_num(row.deltas[task], True)] if theirs else []
-            cells.append(view.align(lang, family, variant).text())
+            found = view.align(lang, family, variant)
+            small = found.value is not None and found.value < 1  # the paper prints 0.16 and 0.01
+            cells.append(f"{found.value:.2f}" + POOLED_MARK * found.pooled if small else found.text())
             cells += [f"{row.alignment:g}"] if theirs else []
             body.append(cells)
         lines += [f"#### {lang}", ""] + _table(header, body) + [""]
