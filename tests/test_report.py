@@ -177,7 +177,8 @@ def test_delta_figures_have_one_bar_per_delta(workdir):
 def test_outputs_written_atomically_and_stale_plots_removed(workdir, tmp_path):
     out = tmp_path / "out"
     markdown = report.run(workdir, out)
-    assert sorted(os.listdir(out)) == ["delta_bz_bs.png", "delta_mz_bs.png", "report.md"]  # no temp files left
+    # No temporary files left; Figure 2 of the paper section has the translit+inv rows to draw.
+    assert sorted(os.listdir(out)) == ["delta_bz_bs.png", "delta_mz_bs.png", "fig2_compositions.png", "report.md"]
     assert (out / "report.md").read_text("utf-8") == markdown
     assert "![Δ(BZ−BS)](delta_bz_bs.png)" in markdown
     for name in ("delta_bz_bs.png", "delta_mz_bs.png"):

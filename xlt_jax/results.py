@@ -127,9 +127,10 @@ class ResultRow:
     `train_lang` is the language of the fine-tuning data ("" when nothing was fine-tuned, e.g. Tatoeba);
     `lang` is the evaluated language (for a derived language: its base language, with `eval_transform`).
     Transforms are spec strings as `xlt_jax.data.transforms.parse` takes them, "none" for original data.
-    `corpus` labels the corpus variant of the experiment's bilingual pretraining corpus (e.g. "parallel",
-    "nonparallel-same"; "" = unlabelled), on the monolingual model's rows too. `twin` is set on a monolingual
-    model's rows: the `model` of the bilingual model whose MZ baseline it is (a BZ/BS row is its own model).
+    `corpus` labels the corpus variant of the experiment's bilingual pretraining corpus ("parallel",
+    "nonparallel_same", "nonparallel_diff" as the protocol's `corpus=` selects it; "" = unlabelled), on the
+    monolingual model's rows too. `twin` is set on a monolingual model's rows: the `model` of the bilingual
+    model whose MZ baseline it is (a BZ/BS row is its own model).
     """
 
     model: str

@@ -22,8 +22,12 @@ Arguments:
   objective=mlm      mlm (RoBERTa) | span (T5; tagging/QA heads on the encoder)
   model=             model preset (pretraining configs' `model`)
   seeds=42           '+'-joined fine-tuning seeds; the report shows mean, spread and seed-paired Δs
-  corpus=            label of the bilingual pretraining corpus variant (e.g. parallel, nonparallel-same),
-                     written to every row as `corpus`; the report keeps variants apart
+  corpus=parallel    the bilingual corpus variant (the paper's Table 8): parallel (derived = T(original)) |
+                     nonparallel_same (derived = T(the other half of the same domain's text)) |
+                     nonparallel_diff (derived = T(text of another domain)); it selects the pretraining
+                     text (`pretrain.*.corpus.variant`, domains in `corpus.same_domain` / `other_domain`)
+                     and is written to every row as `corpus`; the report keeps variants apart
+  align=false        also compute the alignment rows of a transliteration model (step align/bilingual)
   smoke              tiny everything: the whole protocol in a few minutes on a CPU
   steps, batch, seq, lr, vocab: pretraining overrides (both models)
   ft_epochs, ft_steps, ft_examples, ft_lr, ft_batch, ft_max_len: fine-tuning overrides (every task)
@@ -34,11 +38,12 @@ Arguments:
 
 Every knob of the nested runs is visible and overridable, e.g. `--config.finetune.pos.train.epochs=3`,
 `--config.pretrain.bilingual.train.steps=100000`, `--config.evaluate.tatoeba.max_examples=500`.
-`lang`, `transform`, `tasks` and `seeds` at the top level are authoritative: the plan writes them into
-the nested configs (data.langs / data.transform / lang / train_transform / seed).
+`lang`, `transform`, `corpus`, `tasks` and `seeds` at the top level are authoritative: the plan writes them
+into the nested configs (data.langs / data.transform / corpus.variant / lang / train_transform / seed).
 The monolingual model pretrains on the bilingual model's original side: the plan copies
-`pretrain.bilingual.corpus.source` and `max_sentences` into it (for `syntax:LANG`: `treebank:{lang}`, the
-UD train trees' sentences, not the language's whole corpus). The plan shows each model's corpus.
+`pretrain.bilingual.corpus.*` (but `derived_source`) into it (for `syntax:LANG`: `treebank:{lang}`, the
+UD train trees' sentences, not the language's whole corpus; for a non-parallel variant: the same half).
+The plan shows each model's corpus.
 """
 
 import pathlib
@@ -73,13 +78,13 @@ def get_config(arg=None):
     a = parse_arg(arg, lang="en", transform="translit+inv", tasks="", objective="mlm", model="", seeds="42",
                   smoke=False, steps=0, batch=0, seq=0, lr=0.0, vocab=0, ft_epochs=0, ft_steps=0, ft_examples=0,
                   ft_lr=0.0, ft_batch=0, ft_max_len=0, eval_examples=0, crosslingual=True, xl_langs="",
-                  bilingual="", monolingual="", corpus="")
+                  bilingual="", monolingual="", corpus="parallel", align=False)
     c = ml_collections.ConfigDict()
     c.lang = a.lang  # the natural language (fine-tuning and protocol evaluation language)
     c.transform = a.transform  # the derived language: LANG:TRANSFORM
     c.tasks = a.tasks or (SMOKE_TASKS if a.smoke else "+".join(ALL_TASKS))  # '+'-joined, run in this order
     c.seeds = a.seeds  # '+'-joined fine-tuning seeds (one fine-tune per seed and setting)
-    c.corpus = a.corpus  # rows' `corpus`: the bilingual pretraining corpus variant ("" = unlabelled)
+    c.corpus = a.corpus  # bilingual corpus variant: parallel | nonparallel_same | nonparallel_diff (rows' `corpus`)
     c.compilation_cache = "auto"  # persistent JAX compile cache: auto = WORKDIR/jax_cache, "" = off, or a path
 
     pre_args = _args(objective=a.objective, model=a.model, smoke=a.smoke, steps=a.steps, batch=a.batch,
@@ -103,6 +108,10 @@ def get_config(arg=None):
     for task in ALL_TASKS:  # `finetuned`/`pretrained`, `targets`, `setting`, `model_name`, `corpus`, `twin`: the plan
         ev_args = _args(task="tatoeba" if task == "tatoeba" else "", smoke=a.smoke, examples=a.eval_examples)
         c.evaluate[task] = _get("evaluate.py", ev_args)
+
+    c.align = ml_collections.ConfigDict()
+    c.align.enabled = a.align  # step align/bilingual (transliteration models only: a derived vocabulary copy)
+    c.align.analysis = _get("align.py", "sentences=32" if a.smoke else "")  # pretrained, model_name, corpus: the plan
 
     c.crosslingual = ml_collections.ConfigDict(dict(
         enabled=a.crosslingual,  # evaluate original-language fine-tunes (Tatoeba: pretrained models) on other langs

@@ -92,8 +92,17 @@ def pretrain_config(
         # every pretraining text of the data directory; treebank:{lang} = the UD train trees' sentences, which a
         # syntax-derived language is made of (its default); or text:PATH, conllu:PATH, tfds:NAME:SPLIT.
         source="treebank:{lang}" if "syntax:" in transform else "lang:{lang}",
-        max_sentences=0,  # keep the first N sentences per language (0 = all)
+        max_sentences=0,  # keep the first N sentences per language (0 = all; non-parallel: N per side)
         derived_source="",  # derived language's text made offline (e.g. syntax:hi from UD trees), {lang} allowed
+        # Corpus-source variant (the paper's Table 8; xlt_jax/data/corpus_variants.py): parallel = derived is
+        # T(the original sentences of `source`); nonparallel_same = original and derived source are disjoint,
+        # equal halves of `same_domain`'s text; nonparallel_diff = that original half, derived source = text of
+        # `other_domain`, cut to one size. The non-parallel variants ignore `source`.
+        variant="parallel",
+        split_seed=0,  # keys the halves and the subsets
+        # Per language, '+'-joined pretraining source names (corpora.SOURCE_NAMES) of each domain:
+        same_domain=dict(en="wikiann+squad", fr="wikiann", hi="wikiann", ar="wikiann"),  # Wikipedia
+        other_domain=dict(en="ud+raw", fr="raw", hi="raw", ar="udpos+raw"),  # news / web (EWT, PADT, Leipzig)
     ))
 
     c.tokenizer = ml_collections.ConfigDict(dict(

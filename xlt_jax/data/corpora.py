@@ -53,7 +53,9 @@ TATOEBA_CODES = {
     "ar": "ara", "bg": "bul", "de": "deu", "el": "ell", "en": "eng", "es": "spa", "fr": "fra", "hi": "hin",
     "ro": "ron", "ru": "rus", "sw": "swh", "th": "tha", "tr": "tur", "ur": "urd", "vi": "vie", "zh": "cmn",
 }  # fmt: skip
-SOURCE_KINDS = ("text", "conllu", "tfds", "lang", "treebank")  # source strings, see `read_source`
+SOURCE_KINDS = ("text", "conllu", "tfds", "lang", "treebank", "sources")  # source strings, see `read_source`
+# Names of `pretraining_sources` (the `sources:NAME+NAME:LANG` kind picks some of them, e.g. one domain).
+SOURCE_NAMES = ("ud", "udpos", "wikiann", "squad", "sick", "raw")
 _LANG_CODE = re.compile(r"[a-z]{2,3}")
 # Zero-width characters XTREME strips from tokens; they must not make two copies of a sentence differ.
 _ZERO_WIDTH = re.compile("[\u200b\u200c\u200d\u2060\ufeff]")
@@ -394,13 +396,15 @@ def _resolve(path: str, data_dir: str | os.PathLike | None) -> pathlib.Path:
 def read_source(
     spec: str, *, data_dir: str | os.PathLike | None = None, limit: int | None = None, lang: str | None = None
 ) -> list[str]:
-    """Sentences of a source string: `text:PATH`, `conllu:PATH`, `tfds:NAME:SPLIT`, `lang:LANG`, `treebank:LANG`.
+    """Sentences of a source string: `text:PATH`, `conllu:PATH`, `tfds:NAME:SPLIT`, `lang:LANG`, `treebank:LANG`,
+    `sources:NAME+NAME:LANG`.
 
-    `lang:LANG` is `pretraining_sentences(LANG)`, `treebank:LANG` the words of `treebank_sentences(LANG)`;
-    both hold no evaluation sentence of LANG. With `lang`, evaluation sentences of that language are also
-    removed from the other kinds (before `limit`; for `tfds:` after reading `limit` records). Relative PATHs
-    that do not exist from the working directory are looked up in the data directory
-    (`conllu:ud/en_ewt/train.conllu.gz`). `tfds:` takes the split after the LAST colon, so versioned
+    `lang:LANG` is `pretraining_sentences(LANG)`, `treebank:LANG` the words of `treebank_sentences(LANG)`,
+    `sources:NAMES:LANG` `corpus_variants.domain_sentences(LANG, NAMES)` (`pretraining_sources` names, e.g.
+    `sources:wikiann+squad:en`); all three hold no evaluation sentence of LANG. With `lang`, evaluation
+    sentences of that language are also removed from the other kinds (before `limit`; for `tfds:` after
+    reading `limit` records). Relative PATHs that do not exist from the working directory are looked up in
+    the data directory (`conllu:ud/en_ewt/train.conllu.gz`). `tfds:` takes the split after the LAST colon, so versioned
     names work (`tfds:wiki40b/en:1.3.0:train`). `limit` keeps the first sentences.
     """
     kind, sep, rest = spec.partition(":")
@@ -419,6 +423,13 @@ def read_source(
         sentences = pretraining_sentences(rest, data_dir)
     elif kind == "treebank":
         sentences = [treebank_text(s) for s in treebank_sentences(rest, data_dir)]
+    elif kind == "sources":
+        names, sep, source_lang = rest.rpartition(":")
+        if not sep or not names:
+            raise ConfigError(f"source {spec!r}: expected sources:NAME+NAME:LANG (names: {', '.join(SOURCE_NAMES)})")
+        from xlt_jax.data.corpus_variants import domain_sentences  # the domains live with the corpus variants
+
+        sentences = domain_sentences(source_lang, names.split("+"), data_dir)
     else:
         raise ConfigError(f"source {spec!r}: unknown kind {kind!r}; expected one of {', '.join(SOURCE_KINDS)}")
     if lang is not None and kind in ("text", "conllu", "tfds"):

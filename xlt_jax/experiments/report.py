@@ -10,8 +10,9 @@ WORKDIR/report), each atomically, and prints the markdown. Contents:
       when its settings were run with different seeds;
   (b) cross-lingual tables (fine-tuned on the source language, evaluated on every language with rows):
       one per model and corpus variant, rows = tasks, columns = languages and the XTREME-style average;
-  (c) grouped bar plots of Δ(BZ−BS) and Δ(MZ−BS) per task and transformation (the paper's Figures 2–3).
-Every number comes from the rows; a missing cell is shown as "–".
+  (c) grouped bar plots of Δ(BZ−BS) and Δ(MZ−BS) per task, transformation and model;
+  (d) the paper's Tables 3, 5, 6, 7, 8 and Figures 2–5 with its numbers beside ours (`paper_report.py`).
+Every number of ours comes from the rows; a missing cell is shown as "–".
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from matplotlib.figure import Figure
 from xlt_jax import results, tables
 from xlt_jax.data.io import atomic_write
 from xlt_jax.errors import ConfigError, XltError
+from xlt_jax.experiments import paper_report
 from xlt_jax.results import ResultRow
 from xlt_jax.tables import CrossLingualEntry, ProtocolEntry, SeedStats
 
@@ -288,7 +290,7 @@ def render(rows: Sequence[ResultRow], *, title: str, source: str = "en") -> tupl
     figures = {field: delta_figure(protocol, field) for field in DELTAS}
     lines = [f"# Results: {title}", ""] + _provenance(rows) + [
         "",
-        "## Derived-language protocol (Deshpande et al. 2022, Table 3)",
+        "## Derived-language protocol (Deshpande et al. 2022), per model",
         "",
         "BZ: bilingual model fine-tuned on the original language, evaluated on the derived one; BS: bilingual "
         "model fine-tuned and evaluated on the derived language; MZ: monolingual model fine-tuned on the "
@@ -306,7 +308,9 @@ def render(rows: Sequence[ResultRow], *, title: str, source: str = "en") -> tupl
         "",
     ]
     lines += crosslingual_markdown(tables.crosslingual_table(rows, source=source), source)
-    return "\n".join(lines) + "\n", figures
+    paper_lines, paper_figures = paper_report.section(rows)
+    lines += ["", *paper_lines]
+    return "\n".join(lines) + "\n", figures | paper_figures
 
 
 def parse_selection(pairs: Sequence[str]) -> dict[str, str]:

@@ -29,23 +29,33 @@ def check_plan_whole(plan: Sequence[Any]) -> None:
 
 def plan_problems(plan: Sequence[Any]) -> list[str]:
     """Every problem found, as `step: what is wrong (key = value)` lines."""
+    return [p for problems in step_problems(plan).values() for p in problems]
+
+
+def step_problems(plan: Sequence[Any]) -> dict[str, list[str]]:
+    """The problems of each step that has some (step name -> lines), so a grid can leave out what cannot run."""
     _data_problem.cache_clear()  # the data directory may have changed since the last plan
     models = {s.name: _model_facts(s) for s in plan if s.kind in ("pretrain", "reuse")}
     finetuned = {s.name: s for s in plan if s.kind == "finetune"}
-    problems: list[str] = []
+    found: dict[str, list[str]] = {}
     for step in plan:
+        problems: list[str] = []
         try:
             if step.kind == "pretrain":
                 problems += _pretrain_problems(step)
             elif step.kind == "reuse" and models[step.name].get("error"):
                 problems.append(f"{step.name}: {models[step.name]['error']}")
+            elif step.kind == "align":
+                problems += _align_problems(step, models[step.after[0]])
             elif step.kind == "finetune":
                 problems += _finetune_problems(step, models[step.after[0]])
             elif step.kind == "evaluate":
                 problems += _evaluate_problems(step, models, finetuned)
         except XltError as e:
             problems.append(f"{step.name}: {e}")
-    return problems
+        if problems:
+            found[step.name] = problems
+    return found
 
 
 # -- facts about each pretrained model ------------------------------------------------------------------
@@ -85,6 +95,12 @@ def _pretrain_problems(step: Any) -> list[str]:
                    f"{c.model.max_len})")
     out += _batch_problems(step.name, int(c.data.global_batch_size), c.mesh, int(c.train.grad_accum_steps))
     return out
+
+
+def _align_problems(step: Any, model: dict[str, Any]) -> list[str]:
+    if model.get("error") or model["translit"]:
+        return []  # a reused run's error is reported once, at its step
+    return [f"{step.name}: {step.after[0]} has no transliterated vocabulary copy whose embeddings could be aligned"]
 
 
 def _finetune_problems(step: Any, model: dict[str, Any]) -> list[str]:

@@ -6,6 +6,11 @@ language with a syntax stage (`syntax:hi`, `translit+syntax:hi[deterministic]`) 
 `corpus.derived_source` gives its text, the source must be `treebank:{lang}` (the UD train trees minus
 evaluation sentences), and the derived line i is the reordered tree of original line i, as the reference
 makes it offline. A monolingual twin reading `treebank:{lang}` pretrains on exactly that original side.
+
+`corpus.variant` (`xlt_jax.data.corpus_variants`): `parallel` (the default) derives the derived side from the
+original sentences; `nonparallel_same` / `nonparallel_diff` take both sides from the domain tables
+`corpus.same_domain` / `corpus.other_domain` instead of `corpus.source`, split by `corpus.split_seed`. A
+monolingual twin with the same `corpus.*` keys pretrains on the same original half.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ import jax
 import ml_collections
 from jax.experimental import multihost_utils
 
-from xlt_jax.data import corpora, transforms
+from xlt_jax.data import corpora, corpus_variants, transforms
 from xlt_jax.data.pretrain import pipeline
 from xlt_jax.data.tokenizer import Tokenizer, train_tokenizer
 from xlt_jax.data.vocab import VocabLayout
@@ -50,8 +55,18 @@ def derives_from_trees(config: ml_collections.ConfigDict) -> bool:
     return syntax_target(config.data.transform) is not None and not config.corpus.derived_source
 
 
+def corpus_variant(config: ml_collections.ConfigDict) -> str:
+    """`corpus.variant` (runs saved before it existed are parallel)."""
+    return corpus_variants.check_variant(str(config.corpus.get("variant", corpus_variants.PARALLEL)))
+
+
 def check_corpus(config: ml_collections.ConfigDict) -> None:
-    """Refuse, before reading anything, a syntax-derived language whose original side is not its trees' text."""
+    """Refuse, before reading anything, a syntax-derived language whose original side is not its trees' text,
+    and a non-parallel variant that cannot be made."""
+    variant = corpus_variant(config)
+    if variant != corpus_variants.PARALLEL:
+        _check_nonparallel(config, variant)
+        return
     if not derives_from_trees(config):
         return
     langs = languages(config)
@@ -65,9 +80,47 @@ def check_corpus(config: ml_collections.ConfigDict) -> None:
         )
 
 
+def _check_nonparallel(config: ml_collections.ConfigDict, variant: str) -> None:
+    langs = languages(config)
+    if len(langs) != 1:
+        raise ConfigError(f"corpus.variant={variant!r} splits one language's text, but data.langs={langs}")
+    if syntax_target(config.data.transform) is not None:
+        raise ConfigError(
+            f"corpus.variant={variant!r}: data.transform={config.data.transform!r} reorders gold UD trees, which "
+            "only the treebank has (corpus.source='treebank:{lang}'); use corpus.variant='parallel'"
+        )
+    if config.corpus.derived_source:
+        raise ConfigError(f"corpus.variant={variant!r} and corpus.derived_source={config.corpus.derived_source!r} "
+                          "both give the derived side's text; set one of them")
+
+
+def variant_sides(config: ml_collections.ConfigDict) -> corpus_variants.Sides:
+    """The original and derived-source sentences of a non-parallel variant (evaluation sentences removed)."""
+    lang = languages(config)[0]
+    seed, limit = int(config.corpus.split_seed), _limit(config)
+    same = corpora.read_source(corpus_variants.domain_source(config.corpus.same_domain, "corpus.same_domain", lang))
+    if corpus_variant(config) == "nonparallel_same":
+        return corpus_variants.nonparallel_same(same, seed, limit)
+    other_spec = corpus_variants.domain_source(config.corpus.other_domain, "corpus.other_domain", lang)
+    return corpus_variants.nonparallel_diff(same, corpora.read_source(other_spec), seed, limit)
+
+
+def _variant_label(config: ml_collections.ConfigDict, lang: str) -> str:
+    """`corpus.variant` and where its sides come from, for logs and plans."""
+    variant = corpus_variant(config)
+    same = corpus_variants.domain_source(config.corpus.same_domain, "corpus.same_domain", lang)
+    if variant == "nonparallel_same":
+        return f"{variant}: halves of {same} (split_seed {config.corpus.split_seed})"
+    other = corpus_variants.domain_source(config.corpus.other_domain, "corpus.other_domain", lang)
+    return f"{variant}: half of {same} + {other} (split_seed {config.corpus.split_seed})"
+
+
 def original_texts(config: ml_collections.ConfigDict) -> dict[str, list[str]]:
-    """Each natural language's sentences from `corpus.source`, without its evaluation sentences."""
+    """Each natural language's sentences from `corpus.source` (a non-parallel variant: its original side),
+    without its evaluation sentences."""
     check_corpus(config)
+    if corpus_variant(config) != corpus_variants.PARALLEL:
+        return {languages(config)[0]: variant_sides(config).original}
     texts = {}
     for lang in languages(config):
         spec = config.corpus.source.format(lang=lang)
@@ -95,8 +148,10 @@ def treebank_texts(lang: str, transform: str, seed: int, limit: int | None) -> t
 def load_texts(config: ml_collections.ConfigDict) -> tuple[dict[str, list[str]], list[str] | None]:
     """(sentences of each natural language, derived-language sentences made outside the pipeline or None)."""
     texts = original_texts(config)
+    parallel = corpus_variant(config) == corpus_variants.PARALLEL
     for lang, sentences in texts.items():
-        logging.info("corpus %s: %d sentences from %s", lang, len(sentences), config.corpus.source.format(lang=lang))
+        where = config.corpus.source.format(lang=lang) if parallel else _variant_label(config, lang)
+        logging.info("corpus %s: %d sentences from %s", lang, len(sentences), where)
     langs = languages(config)
     if derives_from_trees(config):
         original, derived = treebank_texts(
@@ -109,7 +164,20 @@ def load_texts(config: ml_collections.ConfigDict) -> tuple[dict[str, list[str]],
     derived = None
     if config.corpus.derived_source:
         derived = corpora.read_source(config.corpus.derived_source.format(lang=langs[0]), limit=_limit(config))
+    elif not parallel and str(config.data.transform) not in ("", "none"):
+        derived = _word_stage(config, variant_sides(config).derived)
+        logging.info("corpus %s: derived side from %s, %d sentences", langs[0], _variant_label(config, langs[0]),
+                     len(derived))
     return texts, derived
+
+
+def _word_stage(config: ml_collections.ConfigDict, lines: list[str]) -> list[str]:
+    """A derived side given as text gets the transform's word stage here (`inv@word`, ...); id stages run later."""
+    transform = transforms.parse(str(config.data.transform), VocabLayout(base_size=1000))  # V only sizes ids
+    if not transform.word_stage:
+        return lines
+    seed = int(config.data.transform_seed)
+    return [transform.apply_text(line, seed=seed, example_id=i) for i, line in enumerate(lines)]
 
 
 def describe_corpus(config: ml_collections.ConfigDict) -> str:
@@ -117,6 +185,15 @@ def describe_corpus(config: ml_collections.ConfigDict) -> str:
 
     Words are whitespace-separated (tokens are known only once a tokenizer exists).
     """
+    if corpus_variant(config) != corpus_variants.PARALLEL:
+        check_corpus(config)
+        lang = languages(config)[0]
+        sides = variant_sides(config)
+        if config.data.mode == "monolingual" and str(config.data.transform) in ("", "none"):
+            words = sum(len(t.split()) for t in sides.original)
+            return (f"{_variant_label(config, lang)}, original side: {len(sides.original):,} sentences, "
+                    f"{words:,} words")
+        return f"{_variant_label(config, lang)}: {sides.describe()}; {lang}:{config.data.transform} from the second"
     texts = original_texts(config)
     parts = [
         f"{config.corpus.source.format(lang=lang)}: {len(s):,} sentences, {sum(len(t.split()) for t in s):,} words"

@@ -1,0 +1,146 @@
+"""The paper grid: which cells it plans, what it leaves out and why, resumption (fake steps) and the dry run's
+cost estimate (a fake throughput measurement). No pretraining."""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import runpy
+
+import ml_collections
+import pytest
+
+from xlt_jax.errors import ConfigError
+from xlt_jax.experiments import cost, grid, protocol, validate
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+PAPER = REPO / "configs" / "experiments" / "paper.py"
+
+
+def paper_config(arg: str = "") -> ml_collections.ConfigDict:
+    return runpy.run_path(str(PAPER))["get_config"](arg)
+
+
+class FakeSteps:
+    """Stands in for the runner's `execute`: records the steps it is given."""
+
+    def __init__(self):
+        self.calls: list[str] = []
+
+    def __call__(self, step, results_dir):
+        self.calls.append(step.name)
+        return {"fake": True}
+
+
+def test_default_grid_is_languages_x_transforms_x_variants_with_the_papers_syntax_directions(data_dir):
+    cells = grid.grid_cells(paper_config())
+    order_and_script = {"inv", "perm", "translit", "translit+inv", "translit+perm"}
+    expected = set()
+    for lang, target in (("en", "fr"), ("fr", "en"), ("hi", "en"), ("ar", "en")):
+        specs = order_and_script | {f"syntax:{target}", f"translit+syntax:{target}"}
+        expected |= {(lang, spec, "parallel") for spec in specs}
+        expected |= {(lang, "translit", v) for v in ("nonparallel_same", "nonparallel_diff")}  # Table 8
+    got = [(c.lang, c.transform, c.variant) for c in cells]
+    assert len(got) == len(set(got)) == 36 and set(got) == expected
+    assert [c.name for c in cells][:3] == ["en_inv_parallel", "en_perm_parallel", "en_syntax-fr_parallel"]
+    only = grid.grid_cells(paper_config("langs=fr,transforms=inv/translit+syntax"))  # variants only for translit
+    assert [c.name for c in only] == ["fr_inv_parallel", "fr_translit+syntax-en_parallel"]
+
+
+@pytest.mark.parametrize("arg, key", [
+    ("langs=en+xx", "langs"),
+    ("transforms=inv/bogus", "transforms"),
+    ("variants=parallel+nonparallel", "variants"),
+    ("variant_transforms=translit+bogus", "variant_transforms"),
+    ("langs=de,transforms=syntax", "syntax_target"),
+])
+def test_bad_grid_input_names_the_key(data_dir, arg, key):
+    with pytest.raises(ConfigError, match=f"^{key}: "):
+        grid.grid_cells(paper_config(arg))
+
+
+def test_cells_and_tasks_the_data_cannot_give_are_listed_with_the_reason(data_dir, tmp_path):
+    """Hindi has no UD train trees (syntax cannot be made) and no POS training data; both are reported, and
+    what remains passes the whole-plan validation."""
+    config = paper_config("langs=hi,transforms=syntax/inv,variants=parallel,tasks=pos+ner,smoke,align=false")
+    built = grid.build_grid(config, tmp_path)
+    assert [c.name for c in built.cells] == ["hi_syntax-en_parallel", "hi_inv_parallel"]
+    assert "treebank:hi: no UD train treebank" in built.unavailable["hi_syntax-en_parallel"]
+    assert list(built.plans) == ["hi_inv_parallel"]
+    (left_out,) = built.left_out["hi_inv_parallel"]
+    assert left_out.startswith("pos: ") and "Hindi POS training data is missing" in left_out
+    assert {s.task for s in built.plan if s.task} == {"ner"}
+    assert validate.plan_problems(built.plan) == []
+    printed = grid.format_grid(built, protocol.plan_status(built.plan))
+    assert "hi_syntax-en_parallel: CANNOT RUN" in printed and "Tasks left out for missing data:" in printed
+    assert "hi_inv_parallel: 8 todo; tasks ner (left out: pos)" in printed
+
+
+def small_grid(arg: str = "") -> ml_collections.ConfigDict:
+    config = paper_config("langs=en,transforms=inv/translit,variants=parallel+nonparallel_same,tasks=pos,smoke"
+                          + (f",{arg}" if arg else ""))
+    config.protocol.compilation_cache = ""  # an override of the template: every cell gets it
+    return config
+
+
+def test_a_second_invocation_skips_the_finished_cells(data_dir, tmp_path, monkeypatch):
+    config = small_grid()
+    first = FakeSteps()
+    monkeypatch.setattr(grid, "execute", first)
+    result = grid.run(config, tmp_path, out=lambda _: None)
+    cells = ["en_inv_parallel", "en_translit_parallel", "en_translit_nonparallel_same"]
+    assert sorted({name.split("/")[0] for name in first.calls}) == sorted(cells)
+    assert result.executed == first.calls and len(first.calls) == 8 + 2 * 9  # translit cells also align
+    for cell in cells:
+        assert (tmp_path / "cells" / cell / "pretrain" / "bilingual" / "DONE.json").is_file()
+
+    second = FakeSteps()
+    monkeypatch.setattr(grid, "execute", second)
+    printed: list[str] = []
+    assert grid.run(config, tmp_path, out=printed.append).executed == [] and second.calls == []
+    assert all(f"{cell}: done; tasks pos" in "\n".join(printed) for cell in cells)
+
+    # A cell is a protocol run in its directory: the protocol sees the grid's markers as its own.
+    overrides = grid.template_overrides(config)
+    cell_config = grid.cell_config(config, grid.Cell("en", "translit", "nonparallel_same"), overrides)
+    status = protocol.plan_status(protocol.build_plan(cell_config, tmp_path / "cells" / cells[2]))
+    assert set(status.values()) <= {"done", "skip"}
+
+    # A template override reaches every cell: changed fine-tuning steps make those steps stale.
+    changed = small_grid()
+    changed.protocol.finetune.pos.optimizer.learning_rate = 5e-4
+    with pytest.raises(ConfigError, match="finished in .* under another config"):
+        grid.run(changed, tmp_path, out=lambda _: None)
+
+
+def test_dry_run_estimates_each_cell_from_a_measured_and_then_cached_throughput(data_dir, tmp_path):
+    measured: list[int] = []
+
+    def fake_measure(run_config, probe_batch):
+        measured.append(cost.vocab_rows(run_config))
+        return {"step_s": 0.5, "compile_s": 1.0, "flops_per_s": 1e9}
+
+    config = small_grid()
+    cache = tmp_path / "step_times.json"
+    printed: list[str] = []
+    throughputs = cost.Throughputs(cache, 1, measure_fn=fake_measure)
+    grid.run(config, tmp_path / "grid", dry_run=True, out=printed.append, throughputs=throughputs)
+    text = "\n".join(printed)
+    assert not (tmp_path / "grid").exists()
+    assert sorted(measured) == [1000, 2000]  # one step per distinct model: V rows (inv, monolingual) and 2V (translit)
+    for cell in ("en_inv_parallel", "en_translit_parallel", "en_translit_nonparallel_same"):
+        line = next(line for line in text.splitlines() if line.startswith(f"  {cell}:"))
+        assert "; cost pretrain " in line and "finetune" in line and "evaluate" in line and "?" not in line
+    assert text.count("measured now (0.5 s per step of 1 sequence(s), 1.0 GFLOP/s)") == 2
+    assert len(json.loads(cache.read_text())) == 2
+
+    # Smoke pretraining: 10 steps x 16 sequences of 64 tokens at 1 GFLOP/s.
+    bilingual = grid.build_grid(config, tmp_path / "grid").plans["en_inv_parallel"][0]
+    flops = 10 * 16 * cost.sequence_flops(bilingual.config, 1000, 64, head=True)
+    seconds = cost.plan_seconds([bilingual], {bilingual.name: "todo"}, throughputs, config.cost.row_len)
+    assert seconds["pretrain"] == pytest.approx(flops / 1e9)
+
+    again: list[str] = []
+    grid.run(config, tmp_path / "grid", dry_run=True, out=again.append,
+             throughputs=cost.Throughputs(cache, 1, measure_fn=fake_measure))
+    assert len(measured) == 2 and "\n".join(again).count(": cached ") == 2
