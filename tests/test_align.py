@@ -443,8 +443,12 @@ def test_one_shared_table_finds_words_spelled_alike_without_a_map(en_fr):
     tokenizer, pairs = en_fr
     table = np.random.default_rng(0).normal(size=(tokenizer.base_size, 32))
     split = lexicon.split_lexicon(pairs, 0.25, seed=0)
-    figures = lexicon.bli_figures(table, table, split, lexicon.word_candidates(tokenizer))
+    candidates = lexicon.word_candidates(tokenizer)
+    figures = lexicon.bli_figures(table, table, split, candidates)
     assert figures["bli_p1_nn_identity"] == lexicon.own_translation_share(split) > 30.0
+    apart = lexicon.spelled_apart(split)  # the words spelled differently: nothing for free
+    assert 0 < len(apart.test_sources) == round((100 - figures["bli_p1_nn_identity"]) * len(split.test_sources) / 100)
+    assert lexicon.bli_figures(table, table, apart, candidates)["bli_p1_nn_identity"] == 0.0
 
 
 def test_missing_dictionary_is_named(data_dir):
@@ -474,6 +478,7 @@ def test_align_binary_on_a_natural_pair_writes_lexicon_and_gw_rows(data_dir, com
     assert bli.split == "test" and bli.extra["shared_table"] and "muse_full/en-fr.dict" in bli.extra["dictionary"]
     # Without a map, one shared table finds exactly the words spelled alike in both languages.
     assert bli.value == pytest.approx(bli.extra["own_translation_share"]) and bli.value > 0
+    assert bli.extra["value_spelled_apart"] == 0.0 and bli.extra["n_spelled_apart"] > 0
     assert rows[-1].split == "frequent_tokens" and rows[-1].value > 0
     reverse = runner.run(get_config(CONFIGS / "align.py", f"pretrained={run},gw=0,pair=fr-en"), tmp_path)
     assert [(r.train_lang, r.lang) for r in reverse] == [("fr", "en")] * 2

@@ -134,6 +134,15 @@ def bli_figures(
     return figures
 
 
+def spelled_apart(split: LexiconSplit) -> LexiconSplit:
+    """The split without the test words that are their own translation (same id): with one shared table, the
+    words whose P@1 needs an actual cross-lingual match."""
+    keep = [i for i, (s, gold) in enumerate(zip(split.test_sources.tolist(), split.test_gold, strict=True))
+            if s not in gold]  # fmt: skip
+    return dataclasses.replace(split, test_sources=split.test_sources[keep],
+                               test_gold=tuple(split.test_gold[i] for i in keep))  # fmt: skip
+
+
 def own_translation_share(split: LexiconSplit) -> float:
     """Percent of test words that are their own translation (same id). With one shared table, what identity
     retrieval gets for free: words spelled alike in both languages (names, numbers, cognates)."""

@@ -123,17 +123,26 @@ def natural_pair_rows(
     pairs = lexicon.token_pairs(read_muse(path), tokenizers[0], tokenizers[1])
     split = lexicon.split_lexicon(pairs, float(config.bli_test), int(config.seed))
     candidates = lexicon.word_candidates(tokenizers[1])
-    figures = lexicon.bli_figures(tables[0], tables[1], split, candidates, csls=bool(config.csls),
-                                  src_rows=lexicon.word_candidates(tokenizers[0]))  # fmt: skip
+
+    def induce(held_out: lexicon.LexiconSplit) -> dict[str, float]:
+        return lexicon.bli_figures(tables[0], tables[1], held_out, candidates, csls=bool(config.csls),
+                                   src_rows=lexicon.word_candidates(tokenizers[0]))  # fmt: skip
+
+    figures = induce(split)
     logging.info("lexicon induction %s->%s: %s", src, tgt, figures)
     extra = {"dictionary": str(path), "n_train_pairs": len(split.train), "n_candidates": len(candidates),
              "shared_table": models[0] is models[1],
              "csls_neighbours": alignment.CSLS_NEIGHBOURS if config.csls else 0,
              "split_note": f"MUSE 0-5000/5000-6500 splits missing: seeded split, {config.bli_test} of the "
                            "single-token source words held out"}  # fmt: skip
-    if models[0] is models[1]:
+    per_metric = {m: {} for m in figures}
+    apart = lexicon.spelled_apart(split)
+    if models[0] is models[1] and len(apart.test_sources):  # P@1 of the words a shared spelling does not give
         extra["own_translation_share"] = lexicon.own_translation_share(split)
-    rows = [row(m, v, len(split.test_sources), "test", split.seed, extra) for m, v in figures.items()]
+        extra["n_spelled_apart"] = len(apart.test_sources)
+        per_metric = {m: {"value_spelled_apart": v} for m, v in induce(apart).items()}
+    rows = [row(m, v, len(split.test_sources), "test", split.seed, {**extra, **per_metric[m]})
+            for m, v in figures.items()]  # fmt: skip
     if int(config.gw_tokens) > 0:
         n, sentences = int(config.gw_tokens), int(config.frequency_sentences)
         clouds = [(table, frequent_ids(overlap.Side(lang), tok, n, sentences))
