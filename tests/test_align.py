@@ -237,6 +237,20 @@ def test_correlate_pairs_alignment_with_delta_bz_bs(tmp_path):
         align_binary.correlate_main([str(results.results_path(second)), "--task", "ner"])
 
 
+def test_correlate_takes_the_gw_distance_as_a_distance(tmp_path):
+    from xlt_jax import align as align_binary
+
+    grid = {"translit": (0.012, 70.0, 71.0), "translit+inv": (0.031, 60.0, 70.0), "translit+perm": (0.045, 40.0, 69.0)}
+    rows = [r for t, (_, bz, bs) in grid.items() for r in protocol_rows(t, bz, bs)]
+    rows += [align_row(t, g, metric="gw_distance") for t, (g, _, _) in grid.items()]
+    results.append_rows(tmp_path, rows)
+    summary = align_binary.correlate_main([str(results.results_path(tmp_path)), "--task", "nli",
+                                           "--alignment", "gw_distance", "--out", str(tmp_path / "out")])  # fmt: skip
+    assert summary["spearman"] == pytest.approx(-1.0)  # more isomorphic (smaller GW), smaller loss of transfer
+    table = (tmp_path / "out" / "correlation_nli.md").read_text()
+    assert "| en | translit+inv | bilingual-en-translit+inv | – | 0.0310 | 60.00 | 70.00 | -10.00 | 1 |" in table
+
+
 def test_correlate_keeps_models_of_one_language_and_transform_apart(tmp_path):
     """The paper's Table 7: transliteration models of English (parallel, non-parallel same-domain and
     different-domain corpora, and a second pretraining run of the parallel recipe) are one point each, with
