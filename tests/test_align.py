@@ -1,6 +1,7 @@
 """Embedding alignment (REFERENCE_SPEC §6): the Procrustes map and NN search against the reference's own
-formulas, the fixed pair split, and `python -m xlt_jax.align` on a tiny transliteration model pretrained
-on real English text."""
+formulas, the fixed pair split, CSLS against hubs, the Gromov-Wasserstein distance of isometric and
+non-isometric clouds, lexicon induction with the real MUSE dictionary, and `python -m xlt_jax.align` on a
+tiny transliteration model pretrained on real English text."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ import numpy as np
 import pytest
 
 from xlt_jax import results
-from xlt_jax.analysis import alignment, contextual, runner
+from xlt_jax.analysis import alignment, contextual, gw, lexicon, overlap, runner
 from xlt_jax.data.vocab import VocabLayout
 from xlt_jax.errors import ConfigError, DataFormatError
 from xlt_jax.training import checkpointing
@@ -155,9 +156,13 @@ def translit_run(data_dir, compile_cache, pretrain_smoke) -> pathlib.Path:
     return pretrain_smoke("bilingual.py", "lang=en,transform=translit,smoke", steps=6)
 
 
-def test_align_binary_appends_identity_and_procrustes_rows(translit_run, tmp_path):
+ALIGN_ARGS = "csls,gw=50,freq_sentences=300"  # CSLS rows next to NN; GW on the 50 most frequent tokens
+
+
+def test_align_binary_appends_nn_csls_gw_and_contextual_rows(translit_run, tmp_path):
     workdir = tmp_path / "results"
-    args = f"pretrained={translit_run},train=0.1"  # 100 train pairs > 64 dimensions: a unique orthogonal map
+    # 100 train pairs > 64 dimensions: a unique orthogonal map; CSLS rows next to NN; GW on 50 frequent tokens
+    args = f"pretrained={translit_run},train=0.1,{ALIGN_ARGS}"
     proc = subprocess.run(
         [sys.executable, "-m", "xlt_jax.align", f"--config={CONFIGS / 'align.py'}:{args}", f"--workdir={workdir}"],
         capture_output=True, text=True, timeout=300, cwd=REPO, env={**os.environ, "JAX_PLATFORMS": "cpu"},
@@ -168,12 +173,13 @@ def test_align_binary_appends_identity_and_procrustes_rows(translit_run, tmp_pat
     assert [r.metric for r in rows] == [p["metric"] for p in printed]
     layers = range(3)  # the tiny preset: embeddings + 2 layers
     contextual_metrics = [f"contextual_{m}_l{k}" for k in layers for m in ("retrieval", "cka")]
-    assert [r.metric for r in rows] == ["align_nn_identity", "align_nn_procrustes", *contextual_metrics]
+    token_metrics = ["align_nn_identity", "align_nn_procrustes", "align_csls_identity", "align_csls_procrustes"]
+    assert [r.metric for r in rows] == [*token_metrics, "gw_distance", *contextual_metrics]
     for row in rows:
         assert (row.task, row.lang, row.eval_transform) == ("align", "en", "translit")
         assert 0.0 <= row.value <= 100.0
-    assert all(r.split == "valid" and r.extra["embedding_distance"] > 0 for r in rows[:2])
-    assert all(r.split == "dev" and r.n_examples == 200 and "en_ewt" in r.extra["sentence_source"] for r in rows[2:])
+    assert all(r.split == "valid" and r.extra["embedding_distance"] > 0 for r in rows[:4])
+    assert all(r.split == "dev" and r.n_examples == 200 and "en_ewt" in r.extra["sentence_source"] for r in rows[5:])
     # The rows are the reference formula's figures on the checkpoint's own input embedding table (its raw
     # parameter: rows [0, V) original, [V, 2V) transliterated), split as the file says.
     from xlt_jax.finetuning.pretrained import load_pretrained
@@ -188,11 +194,31 @@ def test_align_binary_appends_identity_and_procrustes_rows(translit_run, tmp_pat
     assert len(split.train) == 100 > embedding.shape[1]  # fewer pairs than dimensions leave the map undetermined
     want = reference_figures(embedding[:v], embedding[v:], split.train, split.valid)
     assert [r.value for r in rows[:2]] == [want["align_nn_identity"], want["align_nn_procrustes"]]
+    figures = alignment.align_embeddings(*alignment.vocabulary_copies(embedding, model.layout), split, csls=True)
+    assert [r.value for r in rows[:4]] == [figures[m] for m in token_metrics]
     assert len(split.valid) == rows[0].n_examples == int(0.9 * model.layout.base_size)
+    # GW compares the 50 most frequent original tokens with the 50 most frequent derived ones (ids + V).
+    gw_row = rows[4]
+    sides = [overlap.Side("en"), overlap.Side("en", "translit")]
+    (original, derived), _, _ = overlap.side_counts(sides, model.tokenizer, 300)
+    top_original, top_derived = gw.most_frequent(original, 50), gw.most_frequent(derived, 50)
+    np.testing.assert_array_equal(top_derived, top_original + model.layout.base_size)
+    want = gw.gw_figures(embedding[top_original], embedding[top_derived])
+    assert gw_row.value == want[gw.METRIC] > 0 and gw_row.n_examples == 50 and gw_row.split == "frequent_tokens"
+    assert gw_row.extra["gw_independent"] == want["gw_independent"]
     # A rerun reuses the split file and gives the same figures.
     again = runner.run(get_config(CONFIGS / "align.py", args), workdir)
     assert [r.value for r in again] == [r.value for r in rows]
     assert len(list(workdir.glob("align_split_V*_seed0.npz"))) == 1
+
+
+def test_align_refuses_a_pair_it_cannot_build(translit_run, tmp_path):
+    with pytest.raises(ConfigError, match="pair='en-fr': expected SRC-TGT, two different languages of en"):
+        runner.run(get_config(CONFIGS / "align.py", f"pretrained={translit_run},pair=en-fr"), tmp_path)
+    both = f"pretrained={translit_run},pretrained2={translit_run}"  # two English models: no en-en dictionary
+    with pytest.raises(ConfigError, match="no MUSE dictionary en-en"):
+        runner.run(get_config(CONFIGS / "align.py", both), tmp_path)
+    assert not results.results_path(tmp_path).exists()
 
 
 def test_contextual_alignment_of_identical_sentences_is_perfect_at_every_layer(translit_run):
@@ -275,6 +301,20 @@ def test_correlate_pairs_alignment_with_delta_bz_bs(tmp_path):
         align_binary.correlate_main([str(results.results_path(second)), "--task", "ner"])
 
 
+def test_correlate_takes_the_gw_distance_as_a_distance(tmp_path):
+    from xlt_jax import align as align_binary
+
+    grid = {"translit": (0.012, 70.0, 71.0), "translit+inv": (0.031, 60.0, 70.0), "translit+perm": (0.045, 40.0, 69.0)}
+    rows = [r for t, (_, bz, bs) in grid.items() for r in protocol_rows(t, bz, bs)]
+    rows += [align_row(t, g, metric="gw_distance") for t, (g, _, _) in grid.items()]
+    results.append_rows(tmp_path, rows)
+    summary = align_binary.correlate_main([str(results.results_path(tmp_path)), "--task", "nli",
+                                           "--alignment", "gw_distance", "--out", str(tmp_path / "out")])  # fmt: skip
+    assert summary["spearman"] == pytest.approx(-1.0)  # more isomorphic (smaller GW), smaller loss of transfer
+    table = (tmp_path / "out" / "correlation_nli.md").read_text()
+    assert "| en | translit+inv | bilingual-en-translit+inv | – | 0.0310 | 60.00 | 70.00 | -10.00 | 1 |" in table
+
+
 def test_correlate_keeps_models_of_one_language_and_transform_apart(tmp_path):
     """The paper's Table 7: transliteration models of English (parallel, non-parallel same-domain and
     different-domain corpora, and a second pretraining run of the parallel recipe) are one point each, with
@@ -324,3 +364,200 @@ def scipy_spearman(x, y) -> float:
     import scipy.stats
 
     return float(scipy.stats.spearmanr(x, y)[0])
+
+
+# -- CSLS --------------------------------------------------------------------------------------------------------
+
+
+def hub_case(n: int = 500, d: int = 64, offset: float = 8.0, noise: float = 1.5, seed: int = 0):
+    """Anisotropic clouds (every vector shares one strong direction, as real embeddings do): targets are noisy
+    copies of the sources, plus one extra candidate at the centroid of the targets. The centroid is nearer to
+    most sources than their own noisy copy is, so it is every source's nearest neighbour: a hub."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, d))
+    x[:, 0] += offset
+    y = x + noise * rng.normal(size=(n, d))
+    return alignment.unit_rows(x), alignment.unit_rows(np.vstack([y, y.mean(0, keepdims=True)]))
+
+
+def test_csls_retrieves_past_a_hub_that_captures_plain_nearest_neighbour_search():
+    sources, candidates = hub_case()
+    gold = np.arange(len(sources))
+    hub = len(candidates) - 1
+    assert np.mean(alignment.nearest(sources, candidates) == hub) > 0.5  # the hub takes most queries
+    assert alignment.nn_accuracy(sources, candidates, gold) < 45.0
+    assert alignment.csls_accuracy(sources, candidates, gold, sources) > 90.0
+    assert np.mean(alignment.csls_nearest(sources, candidates, sources) == hub) < 0.1
+
+
+def test_csls_is_conneau_et_al_formula():
+    rng = np.random.default_rng(1)
+    queries, candidates, sources = (alignment.unit_rows(rng.normal(size=(n, 8))) for n in (30, 50, 70))
+    k = 4
+    cosine = queries @ candidates.T
+    r_target = np.sort(cosine, axis=1)[:, -k:].mean(1)  # each query's k nearest candidates
+    r_source = np.sort(candidates @ sources.T, axis=1)[:, -k:].mean(1)  # each candidate's k nearest sources
+    want = np.argmax(2 * cosine - r_target[:, None] - r_source[None, :], axis=1)
+    np.testing.assert_array_equal(alignment.csls_nearest(queries, candidates, sources, k=k), want)
+    assert not np.array_equal(want, np.argmax(cosine, axis=1))  # the penalty changes some choices here
+
+
+def test_alignment_with_csls_recovers_a_rotation():
+    e1, e2, _ = rotated_pair(noise=0.05)
+    figures = alignment.align_embeddings(e1, e2, alignment.split_pairs(len(e1), 0.2, 0.7, seed=1), csls=True)
+    assert figures["align_csls_procrustes"] == 100.0 and figures["align_csls_identity"] < 5.0
+
+
+# -- Gromov-Wasserstein -------------------------------------------------------------------------------------------
+
+
+def cloud(n: int = 80, d: int = 16, seed: int = 0):
+    """Points with a common offset (anisotropic, like embeddings), a random rotation and a shuffled order."""
+    rng = np.random.default_rng(seed)
+    q, _ = np.linalg.qr(rng.normal(size=(d, d)))
+    return rng.normal(size=(n, d)) + 1.0, q, rng.permutation(n), rng
+
+
+def test_gw_distance_is_zero_for_an_isometric_copy_in_any_order():
+    x, q, order, _ = cloud()
+    figures = gw.gw_figures(x, 3.0 * (x @ q)[order])  # rotated, rescaled, rows shuffled
+    assert figures[gw.METRIC] < 1e-9 and figures["gw_independent"] > 0.03
+
+
+def test_gw_distance_of_a_near_isometric_copy_is_its_true_matching_cost():
+    """Noise: the conditional-gradient solver stays near the independent coupling; the entropic solver finds the
+    true matching, whose cost is computed here with the known correspondence."""
+    x, q, order, rng = cloud()
+    noisy = x @ q + 0.3 * rng.normal(size=x.shape)
+    figures = gw.gw_figures(x, noisy[order])
+    assert figures[gw.METRIC] == pytest.approx(matching_cost(x, noisy), rel=0.05)
+    assert figures["gw_conditional_gradient"] > 3 * figures[gw.METRIC]
+
+
+def matching_cost(x: np.ndarray, y: np.ndarray) -> float:
+    """GW cost of the coupling that pairs row i with row i (an upper bound of the GW distance)."""
+    return float(np.mean((gw.cosine_distances(x) - gw.cosine_distances(y)) ** 2))
+
+
+def test_gw_distance_is_clearly_positive_for_non_isometric_clouds():
+    x, q, order, rng = cloud()
+    near = matching_cost(x, x @ q + 0.3 * rng.normal(size=x.shape))  # what a noisy copy costs at most
+    squashed = gw.gw_figures(x, np.tanh(3.0 * x @ q)[order])[gw.METRIC]  # same points, bent non-linearly
+    unrelated = gw.gw_figures(x, rng.normal(size=x.shape) + 1.0)[gw.METRIC]  # same distribution, other points
+    assert min(squashed, unrelated) > 4 * near > 0.01
+    with pytest.raises(ConfigError, match="zero embedding row"):
+        gw.gw_figures(x, np.zeros_like(x))
+
+
+def test_most_frequent_takes_the_top_counts_and_only_seen_ids():
+    np.testing.assert_array_equal(gw.most_frequent(np.array([0, 5, 2, 5, 0, 1]), 3), [1, 3, 2])
+    np.testing.assert_array_equal(gw.most_frequent(np.array([0, 5, 0, 1]), 10), [1, 3])
+
+
+# -- bilingual lexicon induction ------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def en_fr(data_dir):
+    """A BPE tokenizer of real English and French text (UD train sentences) and the real MUSE en-fr pairs whose
+    words are single pieces."""
+    from xlt_jax.data import corpora
+    from xlt_jax.data.readers.muse import read_muse
+    from xlt_jax.data.tokenizer import train_tokenizer
+
+    treebanks = {"en": "ud/en_ewt/train.conllu.gz", "fr": "ud/fr_sequoia/train.conllu.gz"}
+    texts = {lang: corpora.read_source(f"conllu:{path}", limit=3000) for lang, path in treebanks.items()}
+    tokenizer = train_tokenizer(texts, 3000, None, seed=0, hard_vocab_limit=False)
+    pairs = lexicon.token_pairs(read_muse(lexicon.dictionary_path("en", "fr")), tokenizer, tokenizer)
+    return tokenizer, pairs
+
+
+def one_to_one(pairs):
+    """Pairs whose source and target ids appear once each (file order), so a copy can give each its own row."""
+    seen_src, seen_tgt, kept = set(), set(), []
+    for s, t in pairs:
+        if s not in seen_src and t not in seen_tgt:
+            seen_src.add(s), seen_tgt.add(t), kept.append((s, t))
+    return kept
+
+
+def test_lexicon_split_holds_out_whole_source_words_with_a_seed(en_fr):
+    _, pairs = en_fr
+    assert len(pairs) > 400 and all(isinstance(i, int) for pair in pairs[:5] for i in pair)
+    split = lexicon.split_lexicon(pairs, 0.25, seed=0)
+    sources = {s for s, _ in pairs}
+    assert len(split.test_sources) == round(0.25 * len(sources))
+    assert not set(split.train[:, 0].tolist()) & set(split.test_sources.tolist())
+    assert set(split.train[:, 0].tolist()) | set(split.test_sources.tolist()) == sources
+    for source, gold in zip(split.test_sources.tolist(), split.test_gold, strict=True):
+        assert gold == {t for s, t in pairs if s == source}  # every translation of a held-out word counts
+    np.testing.assert_array_equal(split.test_sources, lexicon.split_lexicon(pairs, 0.25, seed=0).test_sources)
+    assert not np.array_equal(split.test_sources, lexicon.split_lexicon(pairs, 0.25, seed=1).test_sources)
+    with pytest.raises(ConfigError, match="test_fraction"):
+        lexicon.split_lexicon(pairs, 1.0, seed=0)
+
+
+def test_procrustes_induces_the_lexicon_of_a_rotated_copy_and_identity_is_chance(en_fr):
+    """Two models' tables: the target rows of real dictionary words are the source rows rotated."""
+    tokenizer, pairs = en_fr
+    pairs = one_to_one(pairs)
+    rng = np.random.default_rng(0)
+    q, _ = np.linalg.qr(rng.normal(size=(32, 32)))
+    src_table = rng.normal(size=(tokenizer.base_size, 32))
+    tgt_table = rng.normal(size=(tokenizer.base_size, 32))
+    ids = np.array(pairs)
+    tgt_table[ids[:, 1]] = src_table[ids[:, 0]] @ q
+    split = lexicon.split_lexicon(pairs, 0.25, seed=0)
+    candidates = lexicon.word_candidates(tokenizer)
+    assert len(candidates) > 1000 and set(ids[:, 1].tolist()) <= set(candidates.tolist())
+    figures = lexicon.bli_figures(src_table, tgt_table, split, candidates, csls=True)
+    assert figures["bli_p1_nn_procrustes"] == figures["bli_p1_csls_procrustes"] == 100.0
+    assert figures["bli_p1_nn_identity"] < 5.0 and figures["bli_p1_csls_identity"] < 5.0
+
+
+def test_one_shared_table_finds_words_spelled_alike_without_a_map(en_fr):
+    """A bilingual model's one table: with no map a word retrieves its own row, which is a hit exactly when the
+    word is its own translation (`paris`, `message`, digits)."""
+    tokenizer, pairs = en_fr
+    table = np.random.default_rng(0).normal(size=(tokenizer.base_size, 32))
+    split = lexicon.split_lexicon(pairs, 0.25, seed=0)
+    candidates = lexicon.word_candidates(tokenizer)
+    figures = lexicon.bli_figures(table, table, split, candidates)
+    assert figures["bli_p1_nn_identity"] == lexicon.own_translation_share(split) > 30.0
+    apart = lexicon.spelled_apart(split)  # the words spelled differently: nothing for free
+    assert 0 < len(apart.test_sources) == round((100 - figures["bli_p1_nn_identity"]) * len(split.test_sources) / 100)
+    assert lexicon.bli_figures(table, table, apart, candidates)["bli_p1_nn_identity"] == 0.0
+
+
+def test_missing_dictionary_is_named(data_dir):
+    with pytest.raises(ConfigError, match=r"no MUSE dictionary en-de .*available: .*en-fr"):
+        lexicon.dictionary_path("en", "de")
+
+
+def test_only_single_piece_words_count_and_any_translation_is_a_hit(en_fr):
+    tokenizer, _ = en_fr
+    assert [len(tokenizer.encode(w)) for w in ("the", "cats", "electroencephalography")] == [1, 2, 8]
+    assert lexicon.single_piece_ids(["the", "cats", "electroencephalography", "the"], tokenizer) == {
+        "the": tokenizer.encode("the")[0]}
+    gold = (frozenset({1, 3}), frozenset({7}), frozenset({2}))
+    assert lexicon.precision_at_1(np.array([3, 7, 5]), gold) == pytest.approx(200 / 3)
+
+
+@pytest.mark.slow  # a second smoke pretraining run (~30 s here): `make test-slow`
+def test_align_binary_on_a_natural_pair_writes_lexicon_and_gw_rows(data_dir, compile_cache, pretrain_smoke, tmp_path):
+    run = pretrain_smoke("bilingual.py", "lang=en,lang2=fr,smoke", steps=4)
+    rows = runner.run(get_config(CONFIGS / "align.py", f"pretrained={run},csls,gw=50,freq_sentences=300"), tmp_path)
+    metrics = ["bli_p1_nn_identity", "bli_p1_csls_identity", "bli_p1_nn_procrustes", "bli_p1_csls_procrustes"]
+    assert [r.metric for r in rows] == [*metrics, "gw_distance"]
+    assert results.read_rows(results.results_path(tmp_path)) == rows
+    for row in rows:
+        assert (row.task, row.train_lang, row.lang, row.eval_transform) == ("align", "en", "fr", "none")
+    bli = rows[0]
+    assert bli.split == "test" and bli.extra["shared_table"] and "muse_full/en-fr.dict" in bli.extra["dictionary"]
+    # Without a map, one shared table finds exactly the words spelled alike in both languages.
+    assert bli.value == pytest.approx(bli.extra["own_translation_share"]) and bli.value > 0
+    assert bli.extra["value_spelled_apart"] == 0.0 and bli.extra["n_spelled_apart"] > 0
+    assert rows[-1].split == "frequent_tokens" and rows[-1].value > 0
+    reverse = runner.run(get_config(CONFIGS / "align.py", f"pretrained={run},gw=0,pair=fr-en"), tmp_path)
+    assert [(r.train_lang, r.lang) for r in reverse] == [("fr", "en")] * 2
+    assert "muse_full/fr-en.dict" in reverse[0].extra["dictionary"]

@@ -10,6 +10,10 @@ r"""Alignment analysis binary.
       Spearman correlation of the alignment with Δ(BZ−BS) over the derived languages the result files hold
       (align rows plus protocol rows); prints a markdown table, then one JSON line; --out also writes the
       table and a scatter plot there.
+
+  python -m xlt_jax.align overlap A B --workdir DIR [--tokenizer TOK] [--max-sentences N] [--vocab-size V]
+      Sub-word overlap of two corpora, A and B each LANG or LANG:TRANSFORM (`en en:translit+inv`, `en fr`):
+      type overlap |E1∩E2|/|E1∪E2| and token overlap in %, two rows in DIR/results.jsonl, then one JSON line.
 """
 
 from __future__ import annotations
@@ -75,10 +79,23 @@ def correlate_main(argv: list[str]) -> dict:
     return summary
 
 
+def overlap_main(argv: list[str]) -> dict:
+    from xlt_jax.analysis import overlap
+    from xlt_jax.errors import XltError
+
+    try:
+        return overlap.run(argv)
+    except (XltError, FileNotFoundError) as e:
+        sys.exit(f"error: {e}")
+
+
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] == "correlate":
         correlate_main(argv[1:])
+        return
+    if argv and argv[0] == "overlap":
+        overlap_main(argv[1:])
         return
     if not argv:
         sys.exit(__doc__)

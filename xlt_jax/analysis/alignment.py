@@ -6,6 +6,11 @@ of the other among ALL V rows by cosine. `align_nn_identity` searches without a 
 `align_nn_procrustes` after an orthogonal map fitted on a training share of the pairs (Procrustes); both are
 reported on the validation share, in percent. The reference shuffles unseeded; here the split comes from a
 seed and is kept in an index file, so reruns and other models use the same pairs.
+
+CSLS (cross-domain similarity local scaling, Conneau et al. 2018) is the retrieval option next to plain NN:
+CSLS(x, y) = 2·cos(x, y) − r_T(x) − r_S(y), where r_T(x) is the mean cosine of x to its k = 10 nearest
+candidates and r_S(y) the mean cosine of candidate y to its k nearest (mapped) source rows. It penalises
+*hubs*, candidates near everything, which plain NN retrieves for many queries at once.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from xlt_jax.data.vocab import VocabLayout
 from xlt_jax.errors import ConfigError, DataFormatError
 
 QUERY_CHUNK = 2048  # validation rows scored at once: bounds the [chunk, V] score matrix
+CSLS_NEIGHBOURS = 10  # k of CSLS, as in MUSE
 
 
 @dataclasses.dataclass(frozen=True)
@@ -104,13 +110,51 @@ def orthogonal_map(source: np.ndarray, target: np.ndarray) -> np.ndarray:
     return scipy.linalg.orthogonal_procrustes(source, target)[0]
 
 
+def nearest(queries: np.ndarray, candidates: np.ndarray) -> np.ndarray:
+    """Index of each query row's highest-scoring candidate row (dot product: cosine for unit rows)."""
+    return np.concatenate([np.argmax(queries[lo : lo + QUERY_CHUNK] @ candidates.T, axis=1)
+                           for lo in range(0, len(queries), QUERY_CHUNK)])  # fmt: skip
+
+
+def mean_top_k_similarity(rows: np.ndarray, others: np.ndarray, k: int = CSLS_NEIGHBOURS) -> np.ndarray:
+    """Per row, the mean dot product with its k highest-scoring rows of `others` (CSLS's neighbourhood r).
+    In float32: a mean of similarities needs no more, and it is the [rows, others] pass that costs."""
+    k = min(k, len(others))
+    rows, others = np.asarray(rows, np.float32), np.asarray(others, np.float32)
+    means = [np.partition(rows[lo : lo + QUERY_CHUNK] @ others.T, -k, axis=1)[:, -k:].mean(axis=1)
+             for lo in range(0, len(rows), QUERY_CHUNK)]  # fmt: skip
+    return np.concatenate(means) if means else np.zeros(0)
+
+
+def csls_nearest(
+    queries: np.ndarray, candidates: np.ndarray, sources: np.ndarray, k: int = CSLS_NEIGHBOURS
+) -> np.ndarray:
+    """Index of each query row's best candidate by CSLS. `sources` are all (mapped) source rows, the
+    queries among them: r_S(y) is a candidate's mean similarity to its k nearest sources. (r_T(x) is the
+    same for every candidate of a query, so it never changes the ranking; it is kept for the formula.)"""
+    r_source = mean_top_k_similarity(candidates, sources, k)
+    best = []
+    for lo in range(0, len(queries), QUERY_CHUNK):
+        cosine = queries[lo : lo + QUERY_CHUNK] @ candidates.T
+        nearest_k = min(k, cosine.shape[1])
+        r_target = np.partition(cosine, -nearest_k, axis=1)[:, -nearest_k:].mean(axis=1)
+        best.append(np.argmax(2.0 * cosine - r_target[:, None] - r_source[None, :], axis=1))
+    return np.concatenate(best)
+
+
+def hit_rate(predicted: np.ndarray, gold: np.ndarray) -> float:
+    """Percent of predictions equal to their gold index."""
+    return 100.0 * float(np.mean(np.asarray(predicted) == np.asarray(gold)))
+
+
 def nn_accuracy(queries: np.ndarray, candidates: np.ndarray, gold: np.ndarray) -> float:
     """Percent of query rows whose highest-scoring candidate row (dot product) is their gold index."""
-    hits = 0
-    for lo in range(0, len(queries), QUERY_CHUNK):
-        scores = queries[lo : lo + QUERY_CHUNK] @ candidates.T
-        hits += int(np.sum(np.argmax(scores, axis=1) == gold[lo : lo + QUERY_CHUNK]))
-    return 100.0 * hits / len(queries)
+    return hit_rate(nearest(queries, candidates), gold)
+
+
+def csls_accuracy(queries: np.ndarray, candidates: np.ndarray, gold: np.ndarray, sources: np.ndarray) -> float:
+    """Percent of query rows whose best candidate by CSLS is their gold index."""
+    return hit_rate(csls_nearest(queries, candidates, sources), gold)
 
 
 def mean_row_distance(a: np.ndarray, b: np.ndarray) -> float:
@@ -118,17 +162,25 @@ def mean_row_distance(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.mean(np.linalg.norm(np.asarray(a, np.float64) - np.asarray(b, np.float64), axis=1)))
 
 
-def align_embeddings(original: np.ndarray, derived: np.ndarray, split: PairSplit) -> dict[str, float]:
+def align_embeddings(
+    original: np.ndarray, derived: np.ndarray, split: PairSplit, *, csls: bool = False
+) -> dict[str, float]:
     """The alignment figures of one model: NN accuracy without and with the Procrustes map (validation and
-    train pairs), and the mean distance between paired rows."""
+    train pairs), the mean distance between paired rows, and with `csls` the CSLS accuracies
+    (`align_csls_identity`, `align_csls_procrustes`; every original row, mapped, is a CSLS source)."""
     if original.shape != derived.shape or original.shape[0] != split.vocab_size:
         raise ConfigError(f"embedding copies {original.shape} / {derived.shape} do not match a split of "
                           f"{split.vocab_size} pairs")  # fmt: skip
     src, tgt = unit_rows(original), unit_rows(derived)
     mapping = orthogonal_map(src[split.train], tgt[split.train])
-    return {
+    figures = {
         "align_nn_identity": nn_accuracy(src[split.valid], tgt, split.valid),
         "align_nn_procrustes": nn_accuracy(src[split.valid] @ mapping, tgt, split.valid),
         "align_nn_procrustes_train": nn_accuracy(src[split.train] @ mapping, tgt, split.train),
         "embedding_distance": mean_row_distance(original, derived),
     }
+    if csls:
+        mapped = src @ mapping
+        figures["align_csls_identity"] = csls_accuracy(src[split.valid], tgt, split.valid, src)
+        figures["align_csls_procrustes"] = csls_accuracy(mapped[split.valid], tgt, split.valid, mapped)
+    return figures

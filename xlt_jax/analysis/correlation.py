@@ -22,6 +22,7 @@ from xlt_jax import results, tables
 from xlt_jax.errors import ConfigError
 
 ALIGN_TASK = "align"
+DISTANCE_METRICS = ("gw_distance",)  # align rows that are distances (lower = more aligned), not percentages
 
 
 @dataclasses.dataclass(frozen=True)
@@ -120,7 +121,8 @@ def correlation_figure(correlation: Correlation) -> Figure:
     for p in correlation.points:
         ax.annotate(f"{p.model} ({p.lang}:{p.transform})", (p.alignment, p.delta_bz_bs), fontsize="small",
                     textcoords="offset points", xytext=(4, 4))  # fmt: skip
-    ax.set_xlabel(f"{correlation.alignment_metric} (%)")
+    unit = "distance, lower = more isomorphic" if correlation.alignment_metric in DISTANCE_METRICS else "%"
+    ax.set_xlabel(f"{correlation.alignment_metric} ({unit})")
     ax.set_ylabel(f"Δ(BZ−BS), {correlation.task} {correlation.metric}")
     rho = "nan" if math.isnan(correlation.spearman) else f"{correlation.spearman:.2f}"
     ax.set_title(f"{correlation.task}: Spearman ρ = {rho} over {len(correlation.points)} languages")
@@ -130,6 +132,7 @@ def correlation_figure(correlation: Correlation) -> Figure:
 
 def markdown(correlation: Correlation) -> Sequence[str]:
     """The correlation line and one table row per point (model, corpus variant and seeds of its Δ)."""
+    digits = 4 if correlation.alignment_metric in DISTANCE_METRICS else 2  # GW distances are ~0.01-0.1
     lines = [
         f"{correlation.task} ({correlation.metric}): Spearman ρ = {correlation.spearman:.3f} "
         f"(p = {correlation.p_value:.3g}) between {correlation.alignment_metric} and Δ(BZ−BS)",
@@ -138,8 +141,8 @@ def markdown(correlation: Correlation) -> Sequence[str]:
         "|---|---|---|---|---|---|---|---|---|",
     ]
     lines += [
-        f"| {p.lang} | {p.transform} | {p.model} | {p.corpus or '–'} | {p.alignment:.2f} | {p.bz:.2f} | {p.bs:.2f} "
-        f"| {p.delta_bz_bs:+.2f} | {p.seeds} |"
+        f"| {p.lang} | {p.transform} | {p.model} | {p.corpus or '–'} | {p.alignment:.{digits}f} | {p.bz:.2f} "
+        f"| {p.bs:.2f} | {p.delta_bz_bs:+.2f} | {p.seeds} |"
         for p in correlation.points
     ]
     return lines
