@@ -45,7 +45,8 @@ def command() -> str:
     """The command line of this process, as a user would type it (`python -m module ...` when run so)."""
     main = sys.modules.get("__main__")
     spec = getattr(main, "__spec__", None)
-    head = ["python", "-m", spec.name] if spec is not None and spec.name else ["python", *sys.argv[:1]]
+    name = spec.name.removesuffix(".__main__") if spec is not None and spec.name else ""
+    head = ["python", "-m", name] if name else ["python", *sys.argv[:1]]
     return shlex.join([*head, *sys.argv[1:]])
 
 
