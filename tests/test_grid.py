@@ -144,3 +144,29 @@ def test_dry_run_estimates_each_cell_from_a_measured_and_then_cached_throughput(
     grid.run(config, tmp_path / "grid", dry_run=True, out=again.append,
              throughputs=cost.Throughputs(cache, 1, measure_fn=fake_measure))
     assert len(measured) == 2 and "\n".join(again).count(": cached ") == 2
+
+
+def test_identical_runs_are_shared_across_cells_and_evaluations_are_not(data_dir, tmp_path):
+    """The replication grid's monolingual twin and its MZ fine-tunes are one run for every cell that pretrains on
+    the same text; syntax cells (UD trees' sentences) get their own; every cell keeps its evaluations."""
+    config = runpy.run_path(str(REPO / "configs" / "experiments" / "replicate.py"))["get_config"](
+        "transforms=translit/inv/syntax,tasks=pos,seeds=1")
+    built = grid.build_grid(config, tmp_path)
+    names = [s.name for s in built.plan]
+    assert len(names) == len(set(names))
+    monos = [s for s in built.plan if s.name.endswith("pretrain/monolingual")]
+    assert [s.name.split("/")[0] for s in monos] == ["en_translit_parallel", "en_syntax-fr_parallel"]
+    assert built.shared["en_inv_parallel/pretrain/monolingual"] == "en_translit_parallel/pretrain/monolingual"
+    inv = {s.name: s for s in built.plans["en_inv_parallel"]}
+    assert "en_inv_parallel/finetune/pos/monolingual-original-s1" not in inv
+    mz = inv["en_inv_parallel/evaluate/pos/MZ-s1"]
+    first_mz = "en_translit_parallel/finetune/pos/monolingual-original-s1"
+    assert mz.after == (first_mz,)
+    assert mz.config.finetuned == str(tmp_path / "cells" / "en_translit_parallel" / "finetune" / "pos"
+                                      / "monolingual-original-s1")
+    assert mz.config.twin == "bilingual-en-inv" and mz.config.targets.endswith("en:inv")
+    # The bilingual models and their fine-tunes are never shared (different derived languages).
+    assert sum(s.name.endswith("pretrain/bilingual") for s in built.plan) == 3
+    validate.check_plan_whole(built.plan)
+    without = grid.build_grid(paper_config("langs=en,transforms=translit/inv,tasks=pos,variants=parallel"), tmp_path)
+    assert not without.shared and sum(s.name.endswith("pretrain/monolingual") for s in without.plan) == 2

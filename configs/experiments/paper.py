@@ -44,7 +44,7 @@ def get_config(arg=None):
                   variants="parallel+nonparallel_same+nonparallel_diff", variant_transforms="translit",
                   tasks="nli+ner+pos+qa+tatoeba", seeds="42", align=True, smoke=False, model="", steps=0, batch=0,
                   seq=0, lr=0.0, vocab=0, ft_epochs=0, ft_steps=0, ft_examples=0, ft_lr=0.0, ft_batch=0,
-                  ft_max_len=0, eval_examples=0, crosslingual=False, xl_langs="")
+                  ft_max_len=0, eval_examples=0, crosslingual=False, xl_langs="", share=False)
     c = ml_collections.ConfigDict()
     c.langs = a.langs  # '+'-joined natural languages
     c.transforms = a.transforms  # '/'-separated transform specs (a bare `syntax` part: syntax_target)
@@ -53,6 +53,9 @@ def get_config(arg=None):
     c.variant_transforms = a.variant_transforms  # '/'-separated: transforms that get the non-parallel variants
     c.tasks = a.tasks
     c.seeds = a.seeds
+    # Run identical pretraining / fine-tuning runs once (a language's monolingual twin and its MZ fine-tunes are
+    # the same in every cell of that language when the twins train their own, identical, tokenizer).
+    c.share_identical_runs = a.share
     # Each cell's config: deshpande.py with lang, transform, corpus, tasks, seeds and these arguments.
     c.protocol_args = ",".join(_passed(a))
     c.protocol = runpy.run_path(str(DESHPANDE))["get_config"](c.protocol_args)  # template; overrides apply to all

@@ -220,10 +220,11 @@ def _step_flops(step: Step, pre: Step, by_name: Mapping[str, Step], row_len: Map
 
 
 def plan_seconds(plan: Sequence[Step], status: Mapping[str, str], throughputs: Throughputs,
-                 row_len: Mapping[str, int]) -> dict[str, float | None]:
+                 row_len: Mapping[str, int], context: Sequence[Step] = ()) -> dict[str, float | None]:
     """Estimated seconds of the plan's unfinished steps by kind (None: some model has no measurement, or is a
-    reused run whose config the plan does not hold)."""
-    by_name = {s.name: s for s in plan}
+    reused run whose config the plan does not hold). `context`: other steps the plan's steps may depend on
+    (a grid cell's shared runs live in an earlier cell)."""
+    by_name = {s.name: s for s in (*context, *plan)}
     spent: dict[str, float | None] = {"pretrain": 0.0, "finetune": 0.0, "evaluate": 0.0}
 
     def pretraining(step: Step) -> Step:

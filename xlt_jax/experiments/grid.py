@@ -32,7 +32,7 @@ import ml_collections
 from xlt_jax.data import corpora
 from xlt_jax.data.corpus_variants import PARALLEL, VARIANTS
 from xlt_jax.errors import ConfigError
-from xlt_jax.experiments import cost, markers, validate
+from xlt_jax.experiments import cost, markers, sharing, validate
 from xlt_jax.experiments.plan import Step, build_plan, parse_transform, split_list
 from xlt_jax.experiments.runner import ProtocolResult, execute, failure, render_report, run_steps
 
@@ -59,6 +59,7 @@ class Grid:
     plans: dict[str, list[Step]]  # cell name -> its steps (names prefixed with the cell)
     left_out: dict[str, list[str]]  # cell name -> tasks left out of it, with the reason
     unavailable: dict[str, str]  # cell name -> why it cannot run at all
+    shared: dict[str, str] = dataclasses.field(default_factory=dict)  # dropped step -> the identical step run
 
     @property
     def plan(self) -> list[Step]:
@@ -219,6 +220,8 @@ def build_grid(config: ml_collections.ConfigDict, workdir: str | os.PathLike, **
             grid.unavailable[cell.name] = reason
         else:
             grid.plans[cell.name] = steps
+    if config.get("share_identical_runs", False):
+        grid.plans, grid.shared = sharing.share_identical_steps(grid.plans)
     return grid
 
 
@@ -245,7 +248,7 @@ def format_grid(grid: Grid, status: dict[str, str], costs: dict[str, dict] | Non
     """One line per cell (step counts by status, tasks, what was left out, dry run: its cost), then why cells
     cannot run and why tasks were left out or skipped, each reason once with its cells."""
     lines = [f"{len(grid.cells)} cells: {len(grid.plans)} planned, {len(grid.unavailable)} cannot run here; "
-             f"{len(grid.plan)} steps"]
+             f"{len(grid.plan)} steps" + (f" ({len(grid.shared)} identical runs shared)" if grid.shared else "")]
     for cell in grid.cells:
         name = cell.name
         left_out = [reason.split(":", 1)[0] for reason in grid.left_out.get(name, [])]
@@ -275,7 +278,7 @@ def format_grid(grid: Grid, status: dict[str, str], costs: dict[str, dict] | Non
 def estimate(grid: Grid, status: dict[str, str], config: ml_collections.ConfigDict,
              throughputs: cost.Throughputs) -> tuple[dict[str, dict], list[str]]:
     """(cell -> seconds by kind, how each model's throughput was obtained)."""
-    costs = {name: cost.plan_seconds(steps, status, throughputs, config.cost.row_len)
+    costs = {name: cost.plan_seconds(steps, status, throughputs, config.cost.row_len, context=grid.plan)
              for name, steps in grid.plans.items()}
     return costs, sorted({t.source for t in throughputs.memo.values()})
 
