@@ -12,11 +12,15 @@
 Transfer shows as BZ far above MZ and the majority baseline (MZ's derived rows were never trained).
 
   python -m xlt_jax.demo --workdir runs/demo [--transform translit] [--config-arg steps=1500]
+
+The report (tables with the paper's numbers beside ours) is printed by the grid runner and written to
+WORKDIR/report/.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import pathlib
 import runpy
@@ -72,45 +76,36 @@ def data_steps(config, workdir: pathlib.Path) -> None:
 
 
 def protocol(config, workdir: pathlib.Path):
-    from xlt_jax.experiments import protocol as protocol_lib
+    from xlt_jax.experiments import grid
 
-    banner("2. protocol: pretrain, fine-tune POS, evaluate BZ / BS / MZ")
-    return protocol_lib.run(config, workdir)
-
-
-def alignment(config, workdir: pathlib.Path) -> list:
-    from xlt_jax.analysis import runner
-
-    banner("3. alignment of the bilingual model's two vocabulary copies")
-    name = f"bilingual-{config.lang}-{config.transform}"
-    arg = f"pretrained={workdir / 'pretrain' / 'bilingual'},model_name={name}"
-    return runner.run(runpy.run_path(str(CONFIGS / "align.py"))["get_config"](arg), workdir)
+    banner("2-3. protocol: pretrain, fine-tune POS, evaluate BZ / BS / MZ; align the vocabulary copies")
+    return grid.run(config, workdir)
 
 
-def summary(workdir: pathlib.Path, config, align_rows: list, seconds: float) -> dict:
+def summary(workdir: pathlib.Path, config, seconds: float) -> dict:
     """BZ / BS / MZ POS token accuracy on the derived dev set, the majority baseline and alignment vs chance."""
     from xlt_jax import results
     from xlt_jax.metrics.baselines import majority_tag
 
     rows = results.read_rows(workdir / results.RESULTS_FILE)
-    derived = f"{config.transform}"
+    lang, derived = str(config.langs), str(config.transforms)
     scores = {}
     for row in rows:
         if row.task == "pos" and row.metric == "token_accuracy" and row.setting in ("BZ", "BS", "MZ"):
             scores.setdefault(row.setting, []).append(row.value)
-    base = majority_tag("pos", config.lang)
+    base = majority_tag("pos", lang)
     out = {k: float(np.mean(v)) for k, v in scores.items()}
     out["majority"] = float(base["token_accuracy"])
     banner("4. summary")
-    print(f"POS token accuracy on {config.lang}:{derived} dev (majority tag {base['tag']}: {out['majority']:.1f}):")
+    print(f"POS token accuracy on {lang}:{derived} dev (majority tag {base['tag']}: {out['majority']:.1f}):")
     for setting, what in (("BZ", "bilingual, fine-tuned on English      (zero-shot)"),
                           ("BS", "bilingual, fine-tuned on derived data  (supervised)"),
                           ("MZ", "monolingual, fine-tuned on English     (zero-shot)")):
         print(f"  {setting} {what}: {out.get(setting, float('nan')):5.1f}")
     transfer = out.get("BZ", 0.0) - max(out.get("MZ", 0.0), out["majority"])
     print(f"  transfer (BZ - max(MZ, majority)): {transfer:+.1f} points")
-    for row in align_rows:
-        if row.metric.startswith("align_nn"):
+    for row in rows:
+        if row.task == "align" and row.metric.startswith("align_nn"):
             vocab = int(row.extra.get("candidates", 0) or 0)
             chance = f" (chance {100 / vocab:.3f})" if vocab else ""
             print(f"  {row.metric}: {row.value:.2f}%{chance}")
@@ -118,7 +113,7 @@ def summary(workdir: pathlib.Path, config, align_rows: list, seconds: float) -> 
     out["seconds"] = round(seconds, 1)
     print(f"\n{seconds / 60:.1f} min. Outputs in {workdir}:")
     print(f"  TensorBoard  tensorboard --logdir {workdir}")
-    print(f"  checkpoints  {workdir}/pretrain/*/checkpoints, {workdir}/finetune/pos/*/checkpoints")
+    print(f"  checkpoints  {workdir}/cells/*/pretrain/*/checkpoints, {workdir}/cells/*/finetune/pos/*/checkpoints")
     print(f"  results      {workdir / results.RESULTS_FILE}")
     print(f"  report       {workdir / 'report' / 'report.md'} (plots beside it)")
     return out
@@ -131,7 +126,6 @@ def main(argv: list[str] | None = None) -> None:
 
     parser = argparse.ArgumentParser(prog="python -m xlt_jax.demo", description=__doc__.split("\n")[0])
     parser.add_argument("--workdir", default="runs/demo")
-    parser.add_argument("--lang", default="en")
     parser.add_argument("--transform", default="translit")
     parser.add_argument("--config-arg", default="", help="extra key=value,... for configs/experiments/replicate.py")
     args = parser.parse_args(argv)
@@ -139,12 +133,13 @@ def main(argv: list[str] | None = None) -> None:
     absl_logging.get_absl_handler().addFilter(cli.QuietLibraries())
     t0 = time.perf_counter()
     workdir = pathlib.Path(args.workdir).resolve()
-    arg = f"lang={args.lang},transform={args.transform},demo" + (f",{args.config_arg}" if args.config_arg else "")
+    arg = f"transforms={args.transform},demo" + (f",{args.config_arg}" if args.config_arg else "")
     config = runpy.run_path(str(CONFIGS / "experiments" / "replicate.py"))["get_config"](arg)
-    data_steps(config.pretrain.bilingual, workdir / "data_preview")
+    preview = copy.deepcopy(config.protocol.pretrain.bilingual)
+    preview.data.transform = args.transform
+    data_steps(preview, workdir / "data_preview")
     protocol(config, workdir)
-    align_rows = alignment(config, workdir)
-    out = summary(workdir, config, align_rows, time.perf_counter() - t0)
+    out = summary(workdir, config, time.perf_counter() - t0)
     print(json.dumps(out))
 
 
