@@ -33,7 +33,7 @@ from matplotlib.figure import Figure
 from xlt_jax import results, tables
 from xlt_jax.data.io import atomic_write
 from xlt_jax.errors import ConfigError, XltError
-from xlt_jax.experiments import paper_report
+from xlt_jax.experiments import findings, paper_report
 from xlt_jax.results import ResultRow
 from xlt_jax.tables import CrossLingualEntry, ProtocolEntry, SeedStats
 
@@ -308,6 +308,10 @@ def render(rows: Sequence[ResultRow], *, title: str, source: str = "en") -> tupl
         "",
     ]
     lines += crosslingual_markdown(tables.crosslingual_table(rows, source=source), source)
+    checked = findings.check(rows, lang=source)
+    if checked:
+        lines += ["", "## The paper's findings, checked at this scale", "", findings.__doc__.split("\n\n")[0], ""]
+        lines += findings.markdown(checked)
     paper_lines, paper_figures = paper_report.section(rows)
     lines += ["", *paper_lines]
     return "\n".join(lines) + "\n", figures | paper_figures
