@@ -14,7 +14,7 @@ PYTEST_ARGS ?= -n 2 --dist loadfile
 EXTRAS ?= test,hf,tpu,tfds
 export XLT_REQUIRE_EXTRAS ?= 1
 
-.PHONY: install data demo test test-slow fuzz bench lint clean
+.PHONY: install data demo replicate test test-slow fuzz bench lint clean
 
 $(VENV)/.installed: setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,11 @@ data: install
 demo: data
 	$(PY) -m xlt_jax.demo --workdir runs/demo
 
+# The paper's English findings at CPU scale (configs/experiments/replicate.py); rerunning continues.
+replicate: data
+	$(PY) -m xlt_jax.experiments.grid --config configs/experiments/replicate.py --workdir runs/replicate
+	$(PY) -m xlt_jax.experiments.readme --sections replicate
+
 test: data
 	$(PY) -m pytest $(PYTEST_ARGS) -m "not slow" tests
 
@@ -41,9 +46,11 @@ test-slow: data
 fuzz: data
 	$(PY) -m pytest $(PYTEST_ARGS) -m fuzz --hypothesis-profile=fuzz --hypothesis-show-statistics tests
 
+# Each benchmark's JSON line is kept in runs/bench/NAME.json; the README's performance tables come from them.
 bench: data
-	$(PY) -m xlt_jax.bench data
-	$(PY) -m xlt_jax.bench train
+	mkdir -p runs/bench
+	for b in peer train input tpu data; do $(PY) -m xlt_jax.bench $$b | tee runs/bench/$$b.log | tail -1 > runs/bench/$$b.json; done
+	$(PY) -m xlt_jax.experiments.readme --sections performance
 
 lint: install
 	$(VENV)/bin/ruff check xlt_jax configs tests

@@ -22,15 +22,19 @@ from __future__ import annotations
 import collections
 import copy
 import dataclasses
+import json
 import os
 import pathlib
 import runpy
+import time
 from collections.abc import Callable, Iterable
 
 import ml_collections
 
+from xlt_jax import provenance
 from xlt_jax.data import corpora
 from xlt_jax.data.corpus_variants import PARALLEL, VARIANTS
+from xlt_jax.data.io import atomic_write
 from xlt_jax.errors import ConfigError
 from xlt_jax.experiments import cost, markers, sharing, validate
 from xlt_jax.experiments.plan import Step, build_plan, parse_transform, split_list
@@ -288,6 +292,21 @@ def _total(costs: dict[str, dict]) -> str:
     return cost.duration(None if any(s is None for s in parts) else sum(parts))
 
 
+RECORD_FILE = "grid.json"
+
+
+def write_record(workdir: pathlib.Path, started: float, executed: list[str], plan: list[Step]) -> None:
+    """WORKDIR/grid.json: provenance of the last invocation and the wall time summed over all invocations
+    (a resumed grid counts every part), for the README's generated section."""
+    path = workdir / RECORD_FILE
+    previous = json.loads(path.read_text()) if path.is_file() else {}
+    record = provenance.record(started, time.time())
+    record["wall_s_total"] = round(float(previous.get("wall_s_total", 0.0)) + float(record["wall_s"]), 1)
+    record["steps_run_last"] = len(executed)
+    record["steps"] = len(plan)
+    atomic_write(path, (json.dumps(record, indent=1) + "\n").encode())
+
+
 def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike, *, dry_run: bool = False,
         out: Callable[[str], None] = print, throughputs: cost.Throughputs | None = None,
         print_steps: bool = False) -> ProtocolResult:
@@ -304,8 +323,10 @@ def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike, *, dry_ru
     validate.check_plan_whole(plan)
     if not dry_run:
         out(format_grid(grid, status))
+        started = time.time()
         executed, failed = run_steps(plan, status, seen, workdir, execute_step=execute,
                                      cache=str(config.protocol.compilation_cache), out=out)
+        write_record(workdir, started, executed, plan)
         markdown = render_report(workdir)
         out(markdown or "No result rows yet.")
         if failed:

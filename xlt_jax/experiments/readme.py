@@ -193,13 +193,21 @@ def _tpu_table(f: Mapping[str, Any]) -> str:
 
 
 def replicate_section(runs: pathlib.Path) -> str | None:
-    record = runs / "replicate" / "replicate.json"
-    report = runs / "replicate" / "report" / "report.md"
+    """The last `make replicate`'s report (tables, findings, the paper's numbers beside ours) and figures."""
+    root = runs / "replicate"
+    record, report = root / "grid.json", root / "report" / "report.md"
     if not record.is_file() or not report.is_file():
         return None
     meta = json.loads(record.read_text())
-    head = f"`{meta.get('command', 'make replicate')}` — {provenance_line(meta)}."
-    return head + "\n\n" + report.read_text().strip()
+    meta["wall_s"] = meta.get("wall_s_total", meta.get("wall_s"))
+    head = f"`make replicate` (`{meta.get('command', '')}`) — {provenance_line(meta)}."
+    body = report.read_text().strip()
+    for png in sorted((root / "report").glob("*.png")):
+        published = publish_figure(png, f"replicate_{png.name}")
+        body = body.replace(f"]({png.name})", f"]({published})")
+    body = re.sub(r"^# ", "### ", body, flags=re.M)  # the report's headings sit under the README's section
+    body = re.sub(r"^## ", "#### ", body, flags=re.M)
+    return head + "\n\n" + body
 
 
 SECTIONS: dict[str, Callable[[pathlib.Path], str | None]] = {
