@@ -28,7 +28,9 @@ import runpy
 from collections.abc import Callable, Iterable
 
 import ml_collections
+from etils import epath
 
+from xlt_jax import storage
 from xlt_jax.data import corpora
 from xlt_jax.data.corpus_variants import PARALLEL, VARIANTS
 from xlt_jax.errors import ConfigError
@@ -183,7 +185,7 @@ def _problem_tasks(plan: list[Step]) -> tuple[dict[str, str], list[str]]:
     return by_task, pretraining
 
 
-def plan_cell(config: ml_collections.ConfigDict, cell: Cell, workdir: pathlib.Path, overrides: dict[str, object],
+def plan_cell(config: ml_collections.ConfigDict, cell: Cell, workdir: epath.Path, overrides: dict[str, object],
               **plan_kwargs) -> tuple[list[Step] | None, list[str], str]:
     """(the cell's steps or None, tasks left out with reasons, why the cell cannot run at all)."""
     cfg = cell_config(config, cell, overrides)
@@ -207,7 +209,7 @@ def plan_cell(config: ml_collections.ConfigDict, cell: Cell, workdir: pathlib.Pa
 
 def build_grid(config: ml_collections.ConfigDict, workdir: str | os.PathLike, **plan_kwargs) -> Grid:
     """Every cell's plan (see the module docstring); `plan_kwargs` go to `build_plan` (tests fake the data)."""
-    workdir = pathlib.Path(workdir).resolve()
+    workdir = storage.workdir_path(workdir)
     cells = grid_cells(config)
     overrides = template_overrides(config)
     grid = Grid(cells, {}, {}, {})
@@ -289,7 +291,7 @@ def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike, *, dry_ru
         out: Callable[[str], None] = print, throughputs: cost.Throughputs | None = None,
         print_steps: bool = False) -> ProtocolResult:
     """Plan every cell, print the plan (dry run: with costs), run the unfinished steps, render the report."""
-    workdir = pathlib.Path(workdir).resolve()
+    workdir = storage.workdir_path(workdir)
     grid = build_grid(config, workdir)
     plan = grid.plan
     seen = {step.name: markers.read_marker(step) for step in plan if step.marker is not None}
