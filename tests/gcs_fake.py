@@ -7,9 +7,9 @@ It goes through the libraries' own seams, so the code under test runs its `gs://
   TensorStore's GCS driver, mapped to the `file` driver under ROOT; and its hierarchical-namespace probe, which
   would ask the real GCS API, answered "no" (a flat bucket, the default).
 
-The local disk is stricter than GCS in one way (a file's directory must exist, so code that forgets `mkdir`
-fails here) and laxer in others (rename is atomic, `flock` would work): the code must not rely on those for
-`gs://` paths, and the tests check the objects it leaves instead.
+As on GCS, writing an object needs no directory (the fake creates the parents). The local disk is laxer than
+GCS elsewhere (rename is atomic, `flock` would work, a directory made by `mkdir` exists while empty): the code
+must not rely on those for `gs://` paths, and the tests check the objects it leaves instead.
 """
 
 from __future__ import annotations
@@ -42,6 +42,11 @@ def fake_gcs(root: pathlib.Path) -> Iterator[pathlib.Path]:
     def one(fn, path, *args, **kwargs):
         return fn(local(path), *args, **kwargs)
 
+    def open_(fn, path, mode):
+        if os.fspath(path).startswith(PREFIX) and mode[0] in "wa":  # no directories on GCS: any name is writable
+            os.makedirs(os.path.dirname(local(path)), exist_ok=True)
+        return fn(local(path), mode)
+
     def two(fn, path, dst, *args, **kwargs):
         return fn(local(path), local(dst), *args, **kwargs)
 
@@ -56,10 +61,9 @@ def fake_gcs(root: pathlib.Path) -> Iterator[pathlib.Path]:
     def kvstore(path: str) -> dict:
         return {"driver": "file", "path": local(path)}  # as the gcs spec: bucket-relative path, unchanged
 
-    mapped = {name: one for name in ("exists", "isdir", "listdir", "makedirs", "mkdir", "open", "remove",
-                                     "rmtree", "stat")}
+    mapped = {name: one for name in ("exists", "isdir", "listdir", "makedirs", "mkdir", "remove", "rmtree", "stat")}
     with (
-        epath_testing.mock_epath(**mapped, copy=two, rename=two, replace=two, glob=glob, walk=walk),
+        epath_testing.mock_epath(**mapped, open=open_, copy=two, rename=two, replace=two, glob=glob, walk=walk),
         mock.patch.object(gcs_utils, "get_kvstore_for_gcs", kvstore),
         mock.patch.object(gcs_utils, "is_hierarchical_namespace_enabled", lambda path: False),
     ):
