@@ -39,6 +39,8 @@ import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from etils import epath
+
 from xlt_jax import result_objects, storage
 from xlt_jax.errors import DataFormatError
 
@@ -236,7 +238,7 @@ class ResultRow:
         return row
 
 
-def results_path(workdir: str | os.PathLike) -> pathlib.Path:
+def results_path(workdir: str | os.PathLike) -> epath.Path:
     """WORKDIR/results.jsonl; on a `gs://` workdir it stands for the store (the rows are in results.d/)."""
     return storage.workdir_path(workdir) / RESULTS_FILE
 
@@ -302,7 +304,7 @@ def _repair_unterminated_tail(fd: int, path: pathlib.Path, size: int) -> None:
     _write_all(fd, b"\n")
 
 
-def append_rows(workdir: str | os.PathLike, rows: Iterable[ResultRow]) -> pathlib.Path:
+def append_rows(workdir: str | os.PathLike, rows: Iterable[ResultRow]) -> epath.Path:
     """Append `rows` to `WORKDIR/results.jsonl` (created if needed) and return its path.
 
     All rows are validated first (ValueError naming the row index and field; nothing is written then). The
@@ -366,7 +368,7 @@ def read_rows(path: str | os.PathLike) -> list[ResultRow]:
     return result_objects.merge(sources)
 
 
-def _read_file(path: pathlib.Path) -> list[ResultRow]:
+def _read_file(path: epath.Path) -> list[ResultRow]:
     if storage.is_remote(path):
         return _parse_data(path, path.read_bytes())
     with open(path, "rb") as f:
@@ -376,7 +378,7 @@ def _read_file(path: pathlib.Path) -> list[ResultRow]:
     return _parse_data(path, data)
 
 
-def _parse_data(path: pathlib.Path, data: bytes) -> list[ResultRow]:
+def _parse_data(path: epath.Path, data: bytes) -> list[ResultRow]:
     lines = data.split(b"\n")
     unterminated = lines.pop()  # b"" when the file ends with a newline
     rows: list[ResultRow] = []
