@@ -23,13 +23,18 @@ CORE = [
     "POT>=0.9.4",
 ]
 
+# gs:// workdirs (xlt_jax/storage.py): gcsfs is epath's Cloud Storage backend without TensorFlow; Orbax lists and
+# deletes checkpoint steps on gs:// through google-cloud-storage. TensorStore writes the arrays by itself.
+GCS = ["gcsfs", "google-cloud-storage>=2.0"]
+
 EXTRAS = {
     "test": ["pytest>=8", "pytest-xdist>=3.5", "hypothesis>=6.100", "ruff>=0.6"],
     # tfds: sources read prepared array_record data through tfds.data_source, which needs no TensorFlow.
     "tfds": ["tensorflow-datasets>=4.9.6"],
     "hf": ["torch==2.13.0", "transformers>=4.45"],
+    "gcs": GCS,
     # libtpu as `jax[tpu]` pins it for the installed jax: compiles TPU programs ahead of time on any machine.
-    "tpu": ["jax[tpu]"],
+    "tpu": ["jax[tpu]", *GCS],
 }
 
 setup(

@@ -186,11 +186,20 @@ def test_launch_options_reach_the_worker(fake):
         "--sync-every", "300", "--env", "TFDS_DATA_DIR=/mnt/tfds", "--", *PAPER]
 
 
+def test_launch_passes_a_gs_workdir_through(fake):
+    """The binaries write gs:// workdirs themselves: the command reaches the workers as given, no --sync."""
+    command = [*PAPER[:-1], "gs://bucket/xlt/en_inv"]
+    fake.run("launch.sh", "--", *command)
+    (ssh,) = fake.calls()
+    assert ssh_command(ssh) == ["cd", "xlt_jax", "&&", "bash", "tpu/remote.sh", "start", "en_inv", "--", *command]
+
+
 def test_launch_refuses_what_cannot_work(fake):
     for args, message in [
         ((), "no command"),
         (("--", "python", "-m", "xlt_jax.train"), "no --workdir"),
-        (("--", "python", "-m", "xlt_jax.train", "--workdir", "gs://b/run"), "path on the workers"),
+        (("--sync", "gs://b/copy", "--", "python", "-m", "xlt_jax.train", "--workdir", "gs://b/run"),
+         "already in Cloud Storage"),
         (("--sync", "/local", "--", *PAPER), "gs://"),
         (("--bogus", "--", *PAPER), "unknown option --bogus"),
         (("--run",), "--run needs a value"),

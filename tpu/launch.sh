@@ -11,8 +11,10 @@ experiments.protocol, experiments.grid. Output goes to REMOTE_DIR/logs/NAME.log 
 --run, default the last component of the command's --workdir); stream it with tpu/logs.sh.
 Relative paths (configs/..., --workdir runs/...) are relative to the checkout on the workers.
 Rerunning the same launch resumes from the workdir's last checkpoint; a run already running is left alone.
---sync copies the workdir to Cloud Storage every S seconds (default 600) and at the end, and restores it
-from there before starting: needed to resume on a new VM after a spot preemption (tpu/watch.sh).
+--workdir gs://BUCKET/PATH: the binaries write the workdir in Cloud Storage themselves (every host, so
+multi-host slices need no shared filesystem), and a new VM resumes from it: no --sync needed.
+--sync copies a local workdir to Cloud Storage every S seconds (default 600) and at the end, and restores it
+from there before starting: the other way to resume on a new VM after a spot preemption (tpu/watch.sh).
 --env passes environment variables (e.g. TFDS_DATA_DIR=...). --wait returns when the run has ended:
 status 0 if it exited 0."
 
@@ -38,7 +40,7 @@ parse_args "$@"
 [[ -z $SYNC || $SYNC == gs://* ]] || die "--sync takes a gs:// URL, got $SYNC"
 [[ -z $SYNC || -n "$(workdir_of "${ARGS[@]}")" ]] || die "--sync needs a command with --workdir"
 case "$(workdir_of "${ARGS[@]}")" in
-  gs://*) die "--workdir must be a path on the workers (the binaries write local files); use --sync gs://... to keep a copy in Cloud Storage" ;;
+  gs://*) [[ -z $SYNC ]] || die "--sync copies a local workdir; --workdir $(workdir_of "${ARGS[@]}") is already in Cloud Storage" ;;
 esac
 
 start=(bash tpu/remote.sh start "$RUN")

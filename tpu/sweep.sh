@@ -8,7 +8,8 @@ The paper's grid one cell at a time on one slice: for each language and transfor
 protocol (python -m xlt_jax.experiments.protocol --config configs/experiments/deshpande.py:lang=L,
 transform=T,ARGS --workdir ROOT/L_T), launched on all workers with tpu/launch.sh --wait. Finished cells
 are skipped by the protocol itself (DONE.json), so rerunning the sweep resumes it. --args default:
-model=roberta8 (the paper's defaults otherwise: seq 512, batch 128, 500k steps)."
+model=roberta8 (the paper's defaults otherwise: seq 512, batch 128, 500k steps). ROOT may be a gs:// URL
+(the binaries write the workdirs there; no --sync-root then)."
 
 LANGS="en fr hi ar"
 TRANSFORMS="inv perm translit translit+inv translit+perm syntax:hi"

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import pathlib
 import sys
 
 
@@ -53,9 +52,8 @@ def correlate_main(argv: list[str]) -> dict:
     parser.add_argument("--out", default=None, help="directory for correlation_<task>.md and .png")
     args = parser.parse_args(argv)
 
-    from xlt_jax import results
+    from xlt_jax import results, storage
     from xlt_jax.analysis import correlation
-    from xlt_jax.data.io import atomic_write
     from xlt_jax.errors import XltError
     from xlt_jax.experiments import report
 
@@ -66,10 +64,11 @@ def correlate_main(argv: list[str]) -> dict:
         sys.exit(f"error: {e}")
     table = "\n".join(correlation.markdown(found)) + "\n"
     if args.out:
-        out = pathlib.Path(args.out)
+        out = storage.workdir_path(args.out)
         out.mkdir(parents=True, exist_ok=True)
-        atomic_write(out / f"correlation_{args.task}.md", table.encode("utf-8"))
-        atomic_write(out / f"correlation_{args.task}.png", report.figure_png(correlation.correlation_figure(found)))
+        storage.atomic_write(out / f"correlation_{args.task}.md", table.encode("utf-8"))
+        storage.atomic_write(out / f"correlation_{args.task}.png",
+                             report.figure_png(correlation.correlation_figure(found)))
     summary = {
         "task": found.task, "metric": found.metric, "alignment": found.alignment_metric,
         "spearman": found.spearman, "p_value": found.p_value, "n": len(found.points),

@@ -16,7 +16,10 @@ With the Orbax format the directory has the layout of the run itself, so `pretra
 export) or `finetuned=OUT` (a fine-tuned export) works in any fine-tune or evaluation config. The Hugging
 Face classes per model and head are listed in `xlt_jax.interop.hf_export`; a model without one is an error
 before anything is written. Everything is written into a temporary sibling of OUT and renamed at the end;
-an existing non-empty OUT is an error unless `--overwrite`.
+an existing non-empty OUT is an error unless `--overwrite`. WORKDIR and OUT may be `gs://` URLs: a `gs://`
+OUT gets the parameters from Orbax directly (which marks them complete there) and the other files from a local
+temporary directory, `export.json` last (object storage has no directory rename, so a reader must take an OUT
+without `export.json` as unfinished).
 """
 
 from __future__ import annotations
@@ -28,12 +31,14 @@ import os
 import pathlib
 import shutil
 import sys
+import tempfile
 from collections.abc import Sequence
 
 import jax
 import ml_collections
+from etils import epath
 
-from xlt_jax import model_card, results
+from xlt_jax import model_card, results, storage
 from xlt_jax.data.tokenizer import Tokenizer
 from xlt_jax.data.vocab import VocabLayout
 from xlt_jax.errors import ConfigError
@@ -50,32 +55,32 @@ class Run:
     """What an export needs of a pretraining or fine-tuned run directory."""
 
     kind: str  # "pretraining" | "finetuned"
-    workdir: pathlib.Path
+    workdir: epath.Path
     config: dict  # config.json
     info: artifacts.FinetuneInfo | None
     tokenizer: Tokenizer
     layout: VocabLayout
     step: int
-    state_dir: pathlib.Path
+    state_dir: epath.Path
     model_config: ml_collections.ConfigDict
     head: str  # PRETRAINED_HEAD or the task head kind
 
     @property
     def name(self) -> str:
-        return self.workdir.resolve().name
+        return self.workdir.name
 
 
 def read_run(workdir: str | os.PathLike, step: int = 0) -> Run:
     """A fine-tuned run (it has finetune.json) or a pretraining run, at `step` (0 = the last checkpoint)."""
-    workdir = pathlib.Path(workdir)
+    if str(workdir).startswith(pretrained.HF_PREFIX):
+        raise ConfigError(f"--workdir {workdir}: give a run directory (an hf: checkpoint is already exported)")
+    workdir = storage.workdir_path(workdir)
     config_path = workdir / artifacts.CONFIG_FILE
     if (workdir / artifacts.INFO_FILE).is_file():
         run = artifacts.load_finetuned(workdir, step)
         info = run.info
         return Run("finetuned", workdir, json.loads(config_path.read_text()), info, run.tokenizer, info.vocab_layout,
                    run.step, run.state_dir, info.model_config, info.head["kind"])
-    if str(workdir).startswith(pretrained.HF_PREFIX):
-        raise ConfigError(f"--workdir {workdir}: give a run directory (an hf: checkpoint is already exported)")
     pre = pretrained.load_pretrained(workdir, step)
     return Run("pretraining", workdir, json.loads(config_path.read_text()), None, pre.tokenizer, pre.layout,
                pre.step, pre.state_dir, pre.model_config, PRETRAINED_HEAD)
@@ -89,7 +94,7 @@ def parse_formats(value: str | Sequence[str]) -> tuple[str, ...]:
     return formats
 
 
-def check_out(out: pathlib.Path, overwrite: bool) -> None:
+def check_out(out: epath.Path, overwrite: bool) -> None:
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out} exists and is not a directory")
     if out.is_dir() and any(out.iterdir()) and not overwrite:
@@ -108,17 +113,20 @@ def _write_hf(run: Run, directory: pathlib.Path, params: dict) -> None:
     )
 
 
-def _write(run: Run, tmp: pathlib.Path, formats: tuple[str, ...], hf_class: str | None) -> None:
+def _write(run: Run, tmp: pathlib.Path, formats: tuple[str, ...], hf_class: str | None,
+           params_root: epath.Path | None = None) -> None:
+    """Every file of the export into `tmp`, the Orbax parameters into `params_root` (default `tmp`)."""
     from xlt_jax.models import resolve_model_config
     from xlt_jax.training import checkpointing
 
     params = pretrained.restore_all_params(run.state_dir)
-    shutil.copy2(run.workdir / artifacts.CONFIG_FILE, tmp / artifacts.CONFIG_FILE)
+    storage.copy_file(run.workdir / artifacts.CONFIG_FILE, tmp / artifacts.CONFIG_FILE)
     if run.kind == "finetuned":
-        shutil.copy2(run.workdir / artifacts.INFO_FILE, tmp / artifacts.INFO_FILE)
+        storage.copy_file(run.workdir / artifacts.INFO_FILE, tmp / artifacts.INFO_FILE)
     run.tokenizer.save(tmp / artifacts.TOKENIZER_DIR)
     if "orbax" in formats:
-        checkpointing.save_params(tmp / artifacts.CHECKPOINT_DIR / str(run.step) / pretrained.STATE_ITEM, params)
+        root = tmp if params_root is None else params_root
+        checkpointing.save_params(root / artifacts.CHECKPOINT_DIR / str(run.step) / pretrained.STATE_ITEM, params)
     if "hf" in formats:
         _write_hf(run, tmp / HF_DIR, jax.device_get(params))
     rows = model_card.evaluation_rows(run.workdir, finetuned=run.kind == "finetuned")
@@ -132,7 +140,7 @@ def _write(run: Run, tmp: pathlib.Path, formats: tuple[str, ...], hf_class: str 
         layout=artifacts.layout_dict(run.layout), rows=rows, commit=commit, formats=formats, hf_architecture=hf_class,
     )
     (tmp / "README.md").write_text(card)
-    record = {"source": os.fspath(run.workdir.resolve()), "kind": run.kind, "step": run.step, "formats": list(formats),
+    record = {"source": os.fspath(run.workdir), "kind": run.kind, "step": run.step, "formats": list(formats),
               "head": run.head, "hf_architecture": hf_class, "commit": commit, "exported_by": results.code_commit(),
               "time": results.utc_now(), "evaluation_rows": len(rows)}
     (tmp / EXPORT_FILE).write_text(json.dumps(record, indent=1, sort_keys=True) + "\n")
@@ -153,12 +161,22 @@ def _replace(tmp: pathlib.Path, out: pathlib.Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
+def _upload(run: Run, out: epath.Path, formats: tuple[str, ...], hf_class: str | None) -> None:
+    """Clear OUT (`check_out` allowed it), write the parameters there and the rest locally, then copy that up
+    with export.json last."""
+    if out.exists():
+        out.rmtree()
+    with tempfile.TemporaryDirectory(prefix="xlt-export-") as local:
+        _write(run, pathlib.Path(local), formats, hf_class, params_root=out)
+        storage.upload_tree(pathlib.Path(local), out, last=EXPORT_FILE)
+
+
 def export(
     workdir: str | os.PathLike, out: str | os.PathLike, *, formats: str | Sequence[str] = ("orbax",),
     overwrite: bool = False, step: int = 0,
-) -> pathlib.Path:
+) -> epath.Path:
     """Export the run at `workdir` into `out` (see the module docstring); returns `out`."""
-    formats, out = parse_formats(formats), pathlib.Path(out)
+    formats, out = parse_formats(formats), storage.workdir_path(out)
     check_out(out, overwrite)
     run = read_run(workdir, step)
     hf_class = None
@@ -166,6 +184,9 @@ def export(
         from xlt_jax.interop import hf_export
 
         hf_class = hf_export.architecture(run.model_config.name, run.head)  # unsupported: error, nothing written
+    if storage.is_remote(out):
+        _upload(run, out, formats, hf_class)
+        return out
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import json
 import os
-import pathlib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from xlt_jax import results
+from etils import epath
+
+from xlt_jax import results, storage
 
 DONE_FILE = "DONE.json"  # = experiments.protocol.DONE_FILE (not imported: that module pulls in the task data)
 PARENT_LEVELS = 3  # a protocol WORKDIR is at most three levels above a run (finetune/TASK/NAME)
@@ -29,21 +30,21 @@ def _get(tree: Mapping[str, Any], dotted: str, default: Any = "—") -> Any:
     return node
 
 
-def evaluation_rows(workdir: pathlib.Path, *, finetuned: bool) -> list[results.ResultRow]:
+def evaluation_rows(workdir: os.PathLike, *, finetuned: bool) -> list[results.ResultRow]:
     """Rows of `workdir/results.jsonl`, plus rows of enclosing workdirs whose `extra` names this run (as the
     fine-tuned model, or as the pretrained model a fine-tune or Tatoeba evaluation started from)."""
-    here = os.fspath(workdir.resolve())
+    workdir = storage.workdir_path(workdir)
+    here = os.fspath(workdir)
     key = "finetuned" if finetuned else "pretrained"
-    rows = results.read_rows(results.results_path(workdir)) if results.results_path(workdir).is_file() else []
-    for parent in list(workdir.resolve().parents)[:PARENT_LEVELS]:
-        path = results.results_path(parent)
-        if path.is_file():
-            rows += [r for r in results.read_rows(path) if r.extra.get(key) == here]
+    rows = results.read_rows(results.results_path(workdir)) if results.has_rows(workdir) else []
+    for parent in storage.ancestors(workdir, PARENT_LEVELS):
+        if results.has_rows(parent):
+            rows += [r for r in results.read_rows(results.results_path(parent)) if r.extra.get(key) == here]
     unique = {r.to_json(): r for r in rows}
     return list(unique.values())
 
 
-def run_commit(workdir: pathlib.Path, rows: Sequence[results.ResultRow]) -> str:
+def run_commit(workdir: epath.Path, rows: Sequence[results.ResultRow]) -> str:
     """The code commit the run was made with: its protocol step's DONE.json, else its rows' commits."""
     done = workdir / DONE_FILE
     if done.is_file():
@@ -83,7 +84,7 @@ def render(
     *,
     name: str,
     kind: str,
-    workdir: pathlib.Path,
+    workdir: epath.Path,
     step: int,
     config: Mapping[str, Any],
     info: Mapping[str, Any] | None,
@@ -101,7 +102,7 @@ def render(
         ("model", f"{model.get('name')} ({sizes})"),
         ("vocabulary", f"{layout['copies']} × {layout['base_size']} + {layout['num_sentinels']} sentinels"),
         *_facts(kind, config, info), ("checkpoint step", step), ("commit", commit),
-        ("source run", os.fspath(workdir.resolve())), ("exported by", results.code_commit()),
+        ("source run", os.fspath(workdir)), ("exported by", results.code_commit()),
     ]
     lines = [f"# {name} ({kind} xlt_jax model)", "", *_table(("", ""), facts), "", "## Evaluation", ""]
     if rows:

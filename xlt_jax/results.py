@@ -10,6 +10,8 @@ only after a short write), then fsyncs before unlocking. Rows already in the fil
 exception is a partial line left by a writer that crashed mid-write, which the next append removes (with a warning)
 so that it cannot become a corrupt line in the middle of the file. `read_rows` skips such an
 unterminated last line with a warning, but a malformed *complete* line is corruption and raises.
+A `gs://` workdir has no `flock`: there each append is a new object under `results.d/`, merged on read
+(`xlt_jax.result_objects`).
 
 Protocol (REFERENCE_SPEC §4.1): for a task, base language and derived transformation T,
   BZ = bilingual model, fine-tuned on the original, evaluated on T;  BS = bilingual, fine-tuned and
@@ -37,6 +39,9 @@ import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from etils import epath
+
+from xlt_jax import result_objects, storage
 from xlt_jax.errors import DataFormatError
 
 RESULTS_FILE = "results.jsonl"
@@ -233,8 +238,15 @@ class ResultRow:
         return row
 
 
-def results_path(workdir: str | os.PathLike) -> pathlib.Path:
-    return pathlib.Path(workdir) / RESULTS_FILE
+def results_path(workdir: str | os.PathLike) -> epath.Path:
+    """WORKDIR/results.jsonl; on a `gs://` workdir it stands for the store (the rows are in results.d/)."""
+    return storage.workdir_path(workdir) / RESULTS_FILE
+
+
+def has_rows(workdir: str | os.PathLike) -> bool:
+    """Whether `workdir` holds result rows (a results.jsonl or row objects)."""
+    workdir = storage.workdir_path(workdir)
+    return (workdir / RESULTS_FILE).exists() or bool(result_objects.object_paths(workdir))
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -292,14 +304,15 @@ def _repair_unterminated_tail(fd: int, path: pathlib.Path, size: int) -> None:
     _write_all(fd, b"\n")
 
 
-def append_rows(workdir: str | os.PathLike, rows: Iterable[ResultRow]) -> pathlib.Path:
+def append_rows(workdir: str | os.PathLike, rows: Iterable[ResultRow]) -> epath.Path:
     """Append `rows` to `WORKDIR/results.jsonl` (created if needed) and return its path.
 
     All rows are validated first (ValueError naming the row index and field; nothing is written then). The
     batch is written under an exclusive `flock` with one `write`, then fsynced, so concurrent writers never
     interleave and a crash can only leave a partial last line, which readers skip and the next append removes.
     `flock` is advisory and per host: writers on several hosts need a filesystem with working `flock` (local
-    disks, NFSv4) or must write from one process.
+    disks, NFSv4) or must write from one process. On a `gs://` workdir the batch becomes a new object under
+    results.d/ instead (`result_objects`), whose path is returned.
     """
     rows = list(rows)
     for i, row in enumerate(rows):
@@ -312,6 +325,8 @@ def append_rows(workdir: str | os.PathLike, rows: Iterable[ResultRow]) -> pathli
     if not rows:
         return path
     payload = "".join(row.to_json() + "\n" for row in rows).encode("utf-8")
+    if storage.is_remote(path):
+        return result_objects.write_object(path.parent, payload)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
     try:
@@ -331,21 +346,39 @@ def append_rows(workdir: str | os.PathLike, rows: Iterable[ResultRow]) -> pathli
 
 
 def read_rows(path: str | os.PathLike) -> list[ResultRow]:
-    """All rows of a results file in write order (a workdir is accepted too).
+    """All rows of a results store (a workdir, or its results.jsonl) or of one results file, in write order.
 
+    A store with row objects (results.d/, written on `gs://`) reads as the merge of its results.jsonl and
+    every object (`result_objects.merge`: by time, duplicates once); a store without is its file, as written.
     An unterminated, malformed last line (a crash mid-write) is skipped with a `TruncatedRowWarning` naming
     file:line; any other malformed line raises `DataFormatError` naming file:line and the field. Blank lines
     are ignored. Reads under a shared lock, so a concurrent append is seen whole or not at all.
     """
-    path = pathlib.Path(path)
-    if path.is_dir():
-        path = results_path(path)
-    if not path.exists():
-        raise DataFormatError(path, None, "results file does not exist (no evaluation has written rows yet)")
+    path = storage.workdir_path(path)
+    workdir = path if path.is_dir() else path.parent if path.name == RESULTS_FILE else None
+    objects = result_objects.object_paths(workdir) if workdir is not None else []
+    if workdir is not None:
+        path = workdir / RESULTS_FILE
+    if not objects:
+        if not path.exists():
+            raise DataFormatError(path, None, "results file does not exist (no evaluation has written rows yet)")
+        return _read_file(path)
+    sources = [_read_file(path)] if path.exists() else []
+    sources += [_parse_data(p, p.read_bytes()) for p in objects]
+    return result_objects.merge(sources)
+
+
+def _read_file(path: epath.Path) -> list[ResultRow]:
+    if storage.is_remote(path):
+        return _parse_data(path, path.read_bytes())
     with open(path, "rb") as f:
         with contextlib.suppress(OSError):  # a filesystem without flock: read anyway (partial tails tolerated)
             fcntl.flock(f.fileno(), fcntl.LOCK_SH)
         data = f.read()
+    return _parse_data(path, data)
+
+
+def _parse_data(path: epath.Path, data: bytes) -> list[ResultRow]:
     lines = data.split(b"\n")
     unterminated = lines.pop()  # b"" when the file ends with a newline
     rows: list[ResultRow] = []
@@ -359,7 +392,7 @@ def read_rows(path: str | os.PathLike) -> list[ResultRow]:
             row = _parse_line(path, lineno, unterminated)
         except DataFormatError as e:
             warnings.warn(f"{e} -- skipping an incomplete last row (interrupted write?)", TruncatedRowWarning,
-                          stacklevel=2)
+                          stacklevel=3)
         else:
             rows.append(row)
     return rows

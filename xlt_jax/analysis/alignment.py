@@ -18,12 +18,12 @@ from __future__ import annotations
 import dataclasses
 import io
 import os
-import pathlib
 
 import numpy as np
 import scipy.linalg
+from etils import epath
 
-from xlt_jax.data.io import atomic_write
+from xlt_jax import storage
 from xlt_jax.data.vocab import VocabLayout
 from xlt_jax.errors import ConfigError, DataFormatError
 
@@ -61,13 +61,13 @@ def save_split(split: PairSplit, path: str | os.PathLike) -> None:
     """Write the split atomically: a reader sees no file or the whole file."""
     buffer = io.BytesIO()
     np.savez(buffer, train=split.train, valid=split.valid, vocab_size=split.vocab_size, seed=split.seed)
-    pathlib.Path(path).parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(path, buffer.getvalue())
+    epath.Path(path).parent.mkdir(parents=True, exist_ok=True)
+    storage.atomic_write(path, buffer.getvalue())
 
 
 def load_split(path: str | os.PathLike) -> PairSplit:
     try:
-        with np.load(path) as f:
+        with np.load(io.BytesIO(epath.Path(path).read_bytes())) as f:  # local or gs://
             return PairSplit(f["train"], f["valid"], int(f["vocab_size"]), int(f["seed"]))
     except (OSError, KeyError, ValueError) as e:
         raise DataFormatError(path, None, f"not a pair-split index file ({e})") from e
@@ -77,7 +77,7 @@ def split_for(
     path: str | os.PathLike, vocab_size: int, train_fraction: float, valid_fraction: float, seed: int
 ) -> PairSplit:
     """The split stored at `path` if there is one (it must be for this vocabulary size), else a new one."""
-    if os.path.exists(path):
+    if epath.Path(path).exists():
         split = load_split(path)
         if split.vocab_size != vocab_size:
             raise ConfigError(f"{path} splits a vocabulary of {split.vocab_size}, the model has {vocab_size}")

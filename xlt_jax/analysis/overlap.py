@@ -27,7 +27,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from xlt_jax import results
+from xlt_jax import results, storage
 from xlt_jax.data import corpora, transforms
 from xlt_jax.data.tokenizer import Tokenizer, train_tokenizer
 from xlt_jax.data.vocab import VocabLayout
@@ -215,7 +215,7 @@ def run(argv: Sequence[str]) -> dict:
     """Compute both overlaps, append their rows to WORKDIR/results.jsonl, print them; return the summary."""
     args = parse_args(argv)
     a, b = Side.parse(args.a), Side.parse(args.b)
-    workdir = pathlib.Path(args.workdir)
+    workdir = storage.workdir_path(args.workdir)
     if args.tokenizer:
         tokenizer = Tokenizer.load(args.tokenizer)
         name, described = pathlib.Path(args.tokenizer).resolve().name, str(pathlib.Path(args.tokenizer).resolve())

@@ -14,13 +14,12 @@ from __future__ import annotations
 
 import logging
 import os
-import pathlib
 
 import jax
 import ml_collections
 import numpy as np
 
-from xlt_jax import results
+from xlt_jax import results, storage
 from xlt_jax.analysis import alignment, contextual, gw, lexicon, overlap
 from xlt_jax.data import transforms
 from xlt_jax.data.readers.muse import read_muse
@@ -52,7 +51,7 @@ def _at(tree: dict, path: list[str]) -> dict:
 
 def embedding_rows(
     config: ml_collections.ConfigDict, model: pretrained_lib.PretrainedRun, embedding: np.ndarray,
-    workdir: pathlib.Path, row,
+    workdir: os.PathLike, row,
 ) -> list[results.ResultRow]:
     original, derived = alignment.vocabulary_copies(embedding, model.layout)
     split_file = workdir / f"align_split_V{model.layout.base_size}_seed{int(config.seed)}.npz"
@@ -172,7 +171,7 @@ def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> list[r
     models = [model]
     if config.pretrained2:
         models.append(pretrained_lib.load_pretrained(config.pretrained2, int(config.step2)))
-    workdir = pathlib.Path(workdir)
+    workdir = storage.workdir_path(workdir)
     transform = str(model.config.data.transform)
     langs = natural_languages(config, models)
     if transform == results.IDENTITY and len(langs) > 2:

@@ -21,7 +21,9 @@ from typing import Any
 
 import numpy as np
 import sentencepiece as spm
+from etils import epath
 
+from xlt_jax import storage
 from xlt_jax.data import hashing
 from xlt_jax.data.sampling import temperature_probs
 from xlt_jax.data.vocab import SPECIALS, VocabLayout
@@ -69,8 +71,9 @@ class Tokenizer:
 
     @classmethod
     def load(cls, path_or_dir: str | os.PathLike) -> Tokenizer:
-        """Load a directory written by `save`, or a `X.model` file (metadata from `X.json` if present)."""
-        path = pathlib.Path(path_or_dir)
+        """Load a directory written by `save`, or a `X.model` file (metadata from `X.json` if present); local
+        or `gs://`."""
+        path = epath.Path(path_or_dir)
         if path.is_dir():
             model_path, meta_path = path / MODEL_FILE, path / METADATA_FILE
         else:
@@ -84,19 +87,17 @@ class Tokenizer:
             raise DataFormatError(meta_path, None, f"base_size {recorded} != {tok.base_size} model pieces")
         return tok
 
-    def save(self, directory: str | os.PathLike) -> pathlib.Path:
-        """Write `spm.model` and `tokenizer.json` into `directory` (created if needed)."""
-        directory = pathlib.Path(directory)
+    def save(self, directory: str | os.PathLike) -> epath.Path:
+        """Write `spm.model` and `tokenizer.json` into `directory` (created if needed; local or `gs://`)."""
+        directory = epath.Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         self._write(directory / MODEL_FILE, directory / METADATA_FILE)
         return directory
 
-    def _write(self, model_path: pathlib.Path, meta_path: pathlib.Path) -> None:
-        # Write-then-rename so a crash never leaves a half-written model next to a valid metadata file.
+    def _write(self, model_path: os.PathLike, meta_path: os.PathLike) -> None:
+        # Atomic writes, so a crash never leaves a half-written model next to a valid metadata file.
         for target, data in ((model_path, self._proto), (meta_path, _dump_metadata(self.metadata))):
-            tmp = target.with_name(target.name + ".tmp")
-            tmp.write_bytes(data)
-            os.replace(tmp, target)
+            storage.atomic_write(target, data)
 
     def __getstate__(self) -> dict[str, Any]:
         return {"proto": self._proto, "metadata": self.metadata}
@@ -239,7 +240,7 @@ def _dump_metadata(metadata: Mapping[str, Any]) -> bytes:
     return (json.dumps(metadata, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode("utf-8")
 
 
-def _read_metadata(path: pathlib.Path) -> dict[str, Any]:
+def _read_metadata(path: epath.Path) -> dict[str, Any]:
     try:
         meta = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as e:

@@ -30,11 +30,11 @@ import time
 from collections.abc import Callable, Iterable
 
 import ml_collections
+from etils import epath
 
-from xlt_jax import provenance
+from xlt_jax import provenance, storage
 from xlt_jax.data import corpora
 from xlt_jax.data.corpus_variants import PARALLEL, VARIANTS
-from xlt_jax.data.io import atomic_write
 from xlt_jax.errors import ConfigError
 from xlt_jax.experiments import cost, markers, sharing, validate
 from xlt_jax.experiments.plan import Step, build_plan, parse_transform, split_list
@@ -188,7 +188,7 @@ def _problem_tasks(plan: list[Step]) -> tuple[dict[str, str], list[str]]:
     return by_task, pretraining
 
 
-def plan_cell(config: ml_collections.ConfigDict, cell: Cell, workdir: pathlib.Path, overrides: dict[str, object],
+def plan_cell(config: ml_collections.ConfigDict, cell: Cell, workdir: epath.Path, overrides: dict[str, object],
               **plan_kwargs) -> tuple[list[Step] | None, list[str], str]:
     """(the cell's steps or None, tasks left out with reasons, why the cell cannot run at all)."""
     cfg = cell_config(config, cell, overrides)
@@ -212,7 +212,7 @@ def plan_cell(config: ml_collections.ConfigDict, cell: Cell, workdir: pathlib.Pa
 
 def build_grid(config: ml_collections.ConfigDict, workdir: str | os.PathLike, **plan_kwargs) -> Grid:
     """Every cell's plan (see the module docstring); `plan_kwargs` go to `build_plan` (tests fake the data)."""
-    workdir = pathlib.Path(workdir).resolve()
+    workdir = storage.workdir_path(workdir)
     cells = grid_cells(config)
     overrides = template_overrides(config)
     grid = Grid(cells, {}, {}, {})
@@ -295,7 +295,7 @@ def _total(costs: dict[str, dict]) -> str:
 RECORD_FILE = "grid.json"
 
 
-def write_record(workdir: pathlib.Path, started: float, executed: list[str], plan: list[Step]) -> None:
+def write_record(workdir: epath.Path, started: float, executed: list[str], plan: list[Step]) -> None:
     """WORKDIR/grid.json: provenance of the last invocation and the wall time summed over all invocations
     (a resumed grid counts every part), for the README's generated section."""
     path = workdir / RECORD_FILE
@@ -304,14 +304,14 @@ def write_record(workdir: pathlib.Path, started: float, executed: list[str], pla
     record["wall_s_total"] = round(float(previous.get("wall_s_total", 0.0)) + float(record["wall_s"]), 1)
     record["steps_run_last"] = len(executed)
     record["steps"] = len(plan)
-    atomic_write(path, (json.dumps(record, indent=1) + "\n").encode())
+    storage.atomic_write(path, (json.dumps(record, indent=1) + "\n").encode())
 
 
 def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike, *, dry_run: bool = False,
         out: Callable[[str], None] = print, throughputs: cost.Throughputs | None = None,
         print_steps: bool = False) -> ProtocolResult:
     """Plan every cell, print the plan (dry run: with costs), run the unfinished steps, render the report."""
-    workdir = pathlib.Path(workdir).resolve()
+    workdir = storage.workdir_path(workdir)
     grid = build_grid(config, workdir)
     plan = grid.plan
     seen = {step.name: markers.read_marker(step) for step in plan if step.marker is not None}

@@ -11,15 +11,14 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 from collections.abc import Sequence
 from typing import Any
 
 import ml_collections
 
-from xlt_jax import results
+from xlt_jax import results, storage
 from xlt_jax.errors import ConfigError
-from xlt_jax.experiments.plan import DONE_FILE, Step
+from xlt_jax.experiments.plan import DONE_FILE, Step  # noqa: F401 - DONE_FILE: the protocol re-exports it
 
 RERUNNABLE = ("evaluate", "align")  # steps whose rows are simply written again when their config changed
 # Leaf config keys that do not change what a run computes: editing them never makes a finished step stale.
@@ -56,7 +55,7 @@ def read_marker(step: Step) -> dict | None:
 
 
 def write_marker(step: Step, summary: dict, seconds: float) -> None:
-    """DONE.json, written to a temporary name, fsynced and renamed: present means finished."""
+    """DONE.json, written atomically (`storage.atomic_write`): present means finished."""
     import jax
 
     if jax.process_index() != 0:
@@ -67,12 +66,7 @@ def write_marker(step: Step, summary: dict, seconds: float) -> None:
         "config": config_dict(step.config),
     }
     step.workdir.mkdir(parents=True, exist_ok=True)
-    tmp = step.marker.with_name(f".{DONE_FILE}.{os.getpid()}.tmp")
-    with open(tmp, "w") as f:
-        json.dump(record, f, indent=1, sort_keys=True)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, step.marker)
+    storage.atomic_write(step.marker, json.dumps(record, indent=1, sort_keys=True).encode("utf-8"))
 
 
 def _changed_keys(old: dict, new: dict, prefix: str = "") -> list[str]:

@@ -26,12 +26,12 @@ import copy
 import dataclasses
 import functools
 import os
-import pathlib
 from collections.abc import Callable, Sequence
 
 import ml_collections
+from etils import epath
 
-from xlt_jax import results
+from xlt_jax import results, storage
 from xlt_jax.data import tasks, transforms
 from xlt_jax.data.corpus_variants import VARIANTS
 from xlt_jax.data.tasks import sources
@@ -57,14 +57,14 @@ class Step:
     name: str
     kind: str  # pretrain | align | finetune | evaluate | reuse (a given pretraining run) | skip (with the reason)
     task: str = ""
-    workdir: pathlib.Path | None = None
+    workdir: epath.Path | None = None  # storage.workdir_path: local or gs://
     config: ml_collections.ConfigDict | None = None
     after: tuple[str, ...] = ()  # steps whose outputs this one reads
     settings: tuple[str, ...] = ()  # settings of the rows an evaluation writes ("" = orig→orig / cross-lingual)
     note: str = ""  # what the step does, or why it is skipped
 
     @property
-    def marker(self) -> pathlib.Path | None:
+    def marker(self) -> epath.Path | None:
         return self.workdir / DONE_FILE if self.kind in RUNNABLE and self.workdir is not None else None
 
 
@@ -177,7 +177,7 @@ def describe_corpus(run_config: ml_collections.ConfigDict) -> str:
     return inputs.describe_corpus(run_config)
 
 
-def _pretrain_steps(config: ml_collections.ConfigDict, workdir: pathlib.Path,
+def _pretrain_steps(config: ml_collections.ConfigDict, workdir: epath.Path,
                     corpus: Callable[[ml_collections.ConfigDict], str]) -> dict[str, Step]:
     lang, spec = config.lang, config.transform
     bi = copy.deepcopy(config.pretrain.bilingual)
@@ -194,8 +194,8 @@ def _pretrain_steps(config: ml_collections.ConfigDict, workdir: pathlib.Path,
     for model, run_config in (("bilingual", bi), ("monolingual", mono)):
         name = f"pretrain/{model}"
         if given[model]:
-            out[model] = Step(name, "reuse", workdir=pathlib.Path(given[model]).resolve(),
-                              note=f"reuse the finished pretraining run {pathlib.Path(given[model]).resolve()}")
+            reused = storage.workdir_path(given[model])
+            out[model] = Step(name, "reuse", workdir=reused, note=f"reuse the finished pretraining run {reused}")
             continue
         after: tuple[str, ...] = ()
         if model == "monolingual" and config.pretrain.share_tokenizer and not run_config.tokenizer.path:
@@ -211,7 +211,7 @@ def _pretrain_steps(config: ml_collections.ConfigDict, workdir: pathlib.Path,
     return out
 
 
-def _align_step(config: ml_collections.ConfigDict, workdir: pathlib.Path, bilingual: Step,
+def _align_step(config: ml_collections.ConfigDict, workdir: epath.Path, bilingual: Step,
                 transform: transforms.Transform) -> Step | None:
     """Alignment rows of the bilingual model (`align.enabled`; only a transliteration model has a derived
     vocabulary copy to align), named as its evaluation rows are, so `align correlate` and the report pair them."""
@@ -225,7 +225,7 @@ def _align_step(config: ml_collections.ConfigDict, workdir: pathlib.Path, biling
     return Step(name, "align", workdir=workdir / name, config=run, after=(bilingual.name,), note=note)
 
 
-def _evaluate(config: ml_collections.ConfigDict, task: str, name: str, workdir: pathlib.Path, *, model: Step,
+def _evaluate(config: ml_collections.ConfigDict, task: str, name: str, workdir: epath.Path, *, model: Step,
               targets: str, setting: str, settings: tuple[str, ...], role: str, source: str = "",
               note: str = "") -> Step:
     """Evaluate `model` (a step of the bilingual or monolingual `role`); its rows name the model, the corpus
@@ -246,7 +246,7 @@ def _evaluate(config: ml_collections.ConfigDict, task: str, name: str, workdir: 
 
 
 def _finetune(config: ml_collections.ConfigDict, task: str, seed: int, model: str, derived: bool,
-              pre: Step, workdir: pathlib.Path, tree_source: str) -> Step:
+              pre: Step, workdir: epath.Path, tree_source: str) -> Step:
     ft = copy.deepcopy(config.finetune[task])
     ft.pretrained, ft.lang, ft.seed = os.fspath(pre.workdir), config.lang, seed
     ft.train_transform = config.transform if derived else results.IDENTITY
@@ -265,7 +265,7 @@ def build_plan(config: ml_collections.ConfigDict, workdir: str | os.PathLike, *,
     """The protocol's steps in execution order (pure: reads no checkpoint; `offered` lists the languages the
     data holds for a (task, split), used only for the cross-lingual targets left to "every language";
     `corpus` describes a pretraining run's text for its note, reading it, which also checks it)."""
-    workdir = pathlib.Path(workdir).resolve()
+    workdir = storage.workdir_path(workdir)
     names = experiment_tasks(config)
     seeds = experiment_seeds(config)
     transform = parse_transform(config.transform)

@@ -21,11 +21,11 @@ from __future__ import annotations
 
 import logging
 import os
-import pathlib
 from collections.abc import Callable, Iterable
 
 import ml_collections
 
+from xlt_jax import storage
 from xlt_jax.experiments import validate
 from xlt_jax.experiments.markers import (  # noqa: F401 - the protocol's public names
     DONE_FILE,
@@ -71,7 +71,7 @@ from xlt_jax.experiments.runner import (  # noqa: F401
 def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike, *, dry_run: bool = False,
         out: Callable[[str], None] = print) -> ProtocolResult:
     """Print the plan, run the unfinished steps in order, then print the report (see module docstring)."""
-    workdir = pathlib.Path(workdir).resolve()
+    workdir = storage.workdir_path(workdir)
     plan = build_plan(config, workdir)
     seen = {step.name: read_marker(step) for step in plan if step.marker is not None}  # before the status
     status = plan_status(plan)

@@ -22,7 +22,6 @@ import collections
 import dataclasses
 import io
 import os
-import pathlib
 import sys
 from collections.abc import Iterable, Sequence
 
@@ -30,8 +29,7 @@ from matplotlib import colormaps
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from xlt_jax import results, tables
-from xlt_jax.data.io import atomic_write
+from xlt_jax import results, storage, tables
 from xlt_jax.errors import ConfigError, XltError
 from xlt_jax.experiments import findings, paper_report
 from xlt_jax.results import ResultRow
@@ -335,23 +333,23 @@ def run(workdir: str | os.PathLike, out_dir: str | os.PathLike | None = None, *,
 
     `select` keeps only rows whose fields (or `extra.KEY`) equal the given values, compared as text.
     """
-    workdir = pathlib.Path(workdir)
-    out = pathlib.Path(out_dir) if out_dir is not None else workdir / "report"
+    workdir = storage.workdir_path(workdir)
+    out = storage.workdir_path(out_dir) if out_dir is not None else workdir / "report"
     selection = parse_selection(select)
     rows = [
         r for r in results.read_rows(results.results_path(workdir))
         if all(str(results.field_value(r, name)) == value for name, value in selection.items())
     ]
-    title = workdir.resolve().name + (f" ({', '.join(select)})" if select else "")
+    title = workdir.name + (f" ({', '.join(select)})" if select else "")
     markdown, figures = render(rows, title=title, source=source)
     out.mkdir(parents=True, exist_ok=True)
     for stem, fig in figures.items():
         target = out / f"{stem}.png"
         if fig is not None:
-            atomic_write(target, figure_png(fig))
+            storage.atomic_write(target, figure_png(fig))
         elif target.exists():  # a stale plot from an earlier run must not pass for this one
             target.unlink()
-    atomic_write(out / REPORT_FILE, markdown.encode("utf-8"))
+    storage.atomic_write(out / REPORT_FILE, markdown.encode("utf-8"))
     return markdown
 
 

@@ -11,16 +11,17 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import pathlib
 import time
 from collections.abc import Callable, Sequence
 
-from xlt_jax import results
+from etils import epath
+
+from xlt_jax import results, storage
 from xlt_jax.errors import ConfigError, XltError
 from xlt_jax.experiments import eta, markers, steplock
 from xlt_jax.experiments.plan import Step
 
-Execute = Callable[[Step, pathlib.Path], dict]
+Execute = Callable[[Step, epath.Path], dict]
 
 
 @dataclasses.dataclass
@@ -36,7 +37,7 @@ class ProtocolFailed(XltError, RuntimeError):
     """Some steps failed; the others ran, and a rerun resumes from the failed ones."""
 
 
-def execute(step: Step, results_dir: pathlib.Path) -> dict:
+def execute(step: Step, results_dir: epath.Path) -> dict:
     """Run one step; returns the summary stored in its marker."""
     if step.kind == "pretrain":
         from xlt_jax.training import loop
@@ -64,14 +65,15 @@ def _row_summary(rows: Sequence[results.ResultRow]) -> list[dict]:
                  value=round(r.value, 4), n_examples=r.n_examples) for r in rows]
 
 
-def compilation_cache(setting: str, workdir: pathlib.Path):
-    """The persistent compile cache: same-shaped models compile once; "auto" = WORKDIR/jax_cache."""
+def compilation_cache(setting: str, workdir: epath.Path):
+    """The persistent compile cache: same-shaped models compile once; "auto" = WORKDIR/jax_cache, or the
+    machine's default cache for a `gs://` workdir (a per-machine speed-up, not worth a round trip per entry)."""
     from xlt_jax.training.compile_cache import persistent_cache
 
-    return persistent_cache(setting, workdir / "jax_cache")
+    return persistent_cache(setting, None if storage.is_remote(workdir) else workdir / "jax_cache")
 
 
-def run_steps(plan: Sequence[Step], status: dict[str, str], seen: dict[str, dict | None], results_dir: pathlib.Path,
+def run_steps(plan: Sequence[Step], status: dict[str, str], seen: dict[str, dict | None], results_dir: epath.Path,
               *, execute_step: Execute, cache: str, out: Callable[[str], None]) -> tuple[list[str], dict[str, str]]:
     """Run the `todo`/`stale` steps of `plan` in order; (executed step names, failed step -> error).
 
@@ -122,9 +124,9 @@ def failure(failed: dict[str, str]) -> ProtocolFailed:
     return ProtocolFailed(f"failed steps (rerun the same command to resume): {listed}")
 
 
-def render_report(workdir: pathlib.Path) -> str:
+def render_report(workdir: epath.Path) -> str:
     from xlt_jax.experiments import report
 
-    if not results.results_path(workdir).exists():
+    if not results.has_rows(workdir):
         return ""
     return report.run(workdir)

@@ -6,7 +6,9 @@ directory, evaluation rows appended twice. A runner therefore holds an exclusive
 `<step>/DONE.json.lock` while it runs a step; a second runner waits for it, then finds the new DONE.json
 and skips the step. The lock is released by the kernel when its process dies, so a crash never leaves a
 stale lock behind. `flock` is advisory and, across hosts, needs a filesystem that supports it (local disks,
-NFSv4); multi-host runs take no lock, since every host must run the step together.
+NFSv4); multi-host runs take no lock, since every host must run the step together. Object storage
+(a `gs://` workdir) has no lock at all: there no lock is taken, and two runners on one such workdir are
+unsupported (each would run the unfinished steps).
 """
 
 from __future__ import annotations
@@ -15,16 +17,19 @@ import contextlib
 import fcntl
 import logging
 import os
-import pathlib
 from collections.abc import Iterator
+
+from etils import epath
+
+from xlt_jax import storage
 
 LOCK_SUFFIX = ".lock"
 
 
 @contextlib.contextmanager
-def step_lock(marker: pathlib.Path, *, enabled: bool = True) -> Iterator[None]:
+def step_lock(marker: epath.Path, *, enabled: bool = True) -> Iterator[None]:
     """Hold the exclusive lock beside `marker` (the step's DONE.json) for the duration of the block."""
-    if not enabled:
+    if not enabled or storage.is_remote(marker):
         yield
         return
     marker.parent.mkdir(parents=True, exist_ok=True)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import functools
 import json
-import pathlib
 from collections.abc import Sequence
 from typing import Any
 
@@ -65,7 +64,7 @@ def _model_facts(step: Any) -> dict[str, Any]:
     """name, max_len, vocabulary copies and objective of a planned or reused pretraining run."""
     if step.kind == "pretrain":
         return _facts_from(step.config.to_dict())
-    path = pathlib.Path(step.workdir) / "config.json"
+    path = step.workdir / "config.json"  # an epath: local or gs://
     if not path.is_file():
         return {"error": f"no finished pretraining run at {step.workdir} ({path.name} missing)"}
     try:

@@ -7,8 +7,8 @@
     WORKDIR/checkpoints/    Orbax train states (`training.checkpointing.Checkpointer`), the last one final
     WORKDIR/events.*        TensorBoard scalars
 
-JSON files are written to a temporary name and renamed, so a reader never sees half a file; Orbax
-checkpoints are atomic by themselves.
+JSON files are written atomically (`storage.atomic_write`: temporary name and rename, or one object write on
+`gs://`), so a reader never sees half a file; Orbax checkpoints are atomic by themselves.
 """
 
 from __future__ import annotations
@@ -16,12 +16,13 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import pathlib
 from typing import Any
 
 import jax
 import ml_collections
+from etils import epath
 
+from xlt_jax import storage
 from xlt_jax.data.tokenizer import Tokenizer
 from xlt_jax.data.vocab import VocabLayout
 from xlt_jax.errors import ConfigError
@@ -35,13 +36,11 @@ TOKENIZER_DIR = loop.TOKENIZER_DIR
 CHECKPOINT_DIR = loop.CHECKPOINT_DIR
 
 
-def write_json_atomic(path: pathlib.Path, obj: Any) -> None:
-    """Write-then-rename (process 0 only)."""
+def write_json_atomic(path: epath.Path, obj: Any) -> None:
+    """`storage.atomic_write` of `obj` as JSON (process 0 only)."""
     if jax.process_index() != 0:
         return
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj, indent=1, sort_keys=True, ensure_ascii=False))
-    os.replace(tmp, path)
+    storage.atomic_write(path, json.dumps(obj, indent=1, sort_keys=True, ensure_ascii=False).encode("utf-8"))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,18 +85,18 @@ class FinetuneInfo:
 
 @dataclasses.dataclass(frozen=True)
 class FinetunedRun:
-    workdir: pathlib.Path
+    workdir: epath.Path
     info: FinetuneInfo
     tokenizer: Tokenizer
     step: int
-    state_dir: pathlib.Path
+    state_dir: epath.Path
 
 
 def layout_dict(layout: VocabLayout) -> dict:
     return {"base_size": layout.base_size, "copies": layout.copies, "num_sentinels": layout.num_sentinels}
 
 
-def save_run_files(workdir: pathlib.Path, config: ml_collections.ConfigDict, info: FinetuneInfo,
+def save_run_files(workdir: epath.Path, config: ml_collections.ConfigDict, info: FinetuneInfo,
                    tokenizer: Tokenizer) -> None:
     if jax.process_index() != 0:
         return
@@ -109,7 +108,7 @@ def save_run_files(workdir: pathlib.Path, config: ml_collections.ConfigDict, inf
 
 def load_finetuned(workdir: str | os.PathLike, step: int = 0) -> FinetunedRun:
     """A fine-tuned run directory: its info, tokenizer and the checkpoint at `step` (0 = the last)."""
-    workdir = pathlib.Path(workdir)
+    workdir = storage.workdir_path(workdir)
     path = workdir / INFO_FILE
     if not path.is_file():
         raise ConfigError(f"finetuned: {path} is missing; is {workdir} a directory written by xlt_jax.finetune?")

@@ -27,7 +27,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-import pathlib
 import re
 import time
 from collections.abc import Callable, Mapping
@@ -36,6 +35,7 @@ from typing import Any
 import jax
 import ml_collections
 import numpy as np
+from etils import epath
 
 from xlt_jax import results
 from xlt_jax.data import tasks, transforms
@@ -101,7 +101,7 @@ class Evaluated:
     model_config: ml_collections.ConfigDict
     tokenizer: Any
     layout: VocabLayout
-    state_dir: pathlib.Path
+    state_dir: epath.Path
     subtree: str | None  # "backbone": the checkpoint holds only the backbone (a pretraining run)
     model_name: str
     train_lang: str
@@ -126,7 +126,7 @@ def from_finetuned(config: ml_collections.ConfigDict) -> Evaluated:
         train_transform=info.train_transform, max_len=int(config.max_len) or info.max_len,
         bucket=int(config.bucket) or info.bucket, task_options=dict(info.task_options), seed=info.seed,
         label_targets=np.asarray(info.label_targets, np.int32) if info.label_targets else None,
-        extra={"finetuned": os.fspath(run.workdir.resolve()), "finetune_step": run.step,
+        extra={"finetuned": os.fspath(run.workdir), "finetune_step": run.step,
                "pretrained": info.pretrained, "train_source": info.train_source},
     )
 
@@ -144,7 +144,7 @@ def from_pretrained(config: ml_collections.ConfigDict) -> Evaluated:
         model_name=config.model_name or pre.name, train_lang="", train_transform=results.IDENTITY,
         max_len=int(config.max_len) or min(TATOEBA_MAX_LEN, int(pre.model_config.max_len)),
         bucket=int(config.bucket) or DEFAULT_BUCKET, task_options={}, seed=0, label_targets=None,
-        extra={"pretrained": os.fspath(pre.workdir.resolve()), "pretrained_step": pre.step, "pool_layer": layer},
+        extra={"pretrained": os.fspath(pre.workdir), "pretrained_step": pre.step, "pool_layer": layer},
     )
 
 

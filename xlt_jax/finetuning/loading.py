@@ -10,12 +10,12 @@ one (MZ for transliteration) is initialised whole and the saved values merged in
 from __future__ import annotations
 
 import dataclasses
-import pathlib
 from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
 import optax
+from etils import epath
 from flax import nnx
 from jax.sharding import Mesh
 
@@ -44,7 +44,7 @@ def merge_checkpoint(
     fresh: dict,
     shardings: dict,
     *,
-    state_dir: pathlib.Path,
+    state_dir: epath.Path,
     saved_fn: ModelFn,
     target_fn: ModelFn,
     saved_layout: VocabLayout,
@@ -76,7 +76,7 @@ def merge_checkpoint(
 
 def load_task_params(
     *,
-    state_dir: pathlib.Path,
+    state_dir: epath.Path,
     model_fn_for: Callable[[int], ModelFn],
     saved_layout: VocabLayout,
     target_layout: VocabLayout,
@@ -127,7 +127,7 @@ def init_finetune_state(
     model_fn_for: Callable[[int], ModelFn],
     tx: optax.GradientTransformation,
     *,
-    state_dir: pathlib.Path,
+    state_dir: epath.Path,
     saved_layout: VocabLayout,
     target_layout: VocabLayout,
     mesh: Mesh,

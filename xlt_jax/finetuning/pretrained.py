@@ -12,13 +12,15 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import pathlib
+import os
 from typing import Any
 
 import jax
 import ml_collections
 import orbax.checkpoint as ocp
+from etils import epath
 
+from xlt_jax import storage
 from xlt_jax.data.tokenizer import Tokenizer
 from xlt_jax.data.vocab import VocabLayout
 from xlt_jax.errors import ConfigError
@@ -28,14 +30,16 @@ STATE_ITEM = "state"  # the Orbax item of `training.checkpointing.Checkpointer` 
 HF_PREFIX = "hf:"  # pretrained=hf:DIR: a Hugging Face checkpoint directory (interop.hf_import)
 
 
-def checkpoint_steps(checkpoint_dir: pathlib.Path) -> list[int]:
-    """Finished checkpoint steps in `checkpoint_dir` (Orbax renames a step directory only once complete)."""
+def checkpoint_steps(checkpoint_dir: epath.Path) -> list[int]:
+    """Finished checkpoint steps in `checkpoint_dir`: Orbax renames a local step directory once complete; on
+    `gs://` (no atomic rename) it writes in place and marks each finished item, which Orbax checks here."""
     if not checkpoint_dir.is_dir():
         return []
-    return sorted(int(p.name) for p in checkpoint_dir.iterdir() if p.name.isdigit() and (p / STATE_ITEM).is_dir())
+    return sorted(int(p.name) for p in checkpoint_dir.iterdir() if p.name.isdigit() and (p / STATE_ITEM).is_dir()
+                  and ocp.utils.is_checkpoint_finalized(p / STATE_ITEM))
 
 
-def state_dir(checkpoint_dir: pathlib.Path, step: int = 0) -> tuple[pathlib.Path, int]:
+def state_dir(checkpoint_dir: epath.Path, step: int = 0) -> tuple[epath.Path, int]:
     """`checkpoints/<step>/state` for `step` (0 = the latest) and the step chosen."""
     steps = checkpoint_steps(checkpoint_dir)
     if not steps:
@@ -46,7 +50,7 @@ def state_dir(checkpoint_dir: pathlib.Path, step: int = 0) -> tuple[pathlib.Path
     return checkpoint_dir / str(chosen) / STATE_ITEM, chosen
 
 
-def read_json_config(path: pathlib.Path) -> ml_collections.ConfigDict:
+def read_json_config(path: epath.Path) -> ml_collections.ConfigDict:
     if not path.is_file():
         raise ConfigError(f"{path}: missing; is {path.parent} a run directory written by xlt_jax?")
     return ml_collections.ConfigDict(json.loads(path.read_text()))
@@ -56,12 +60,12 @@ def read_json_config(path: pathlib.Path) -> ml_collections.ConfigDict:
 class PretrainedRun:
     """What a fine-tune or evaluation takes from a pretraining WORKDIR."""
 
-    workdir: pathlib.Path
+    workdir: epath.Path  # storage.workdir_path: absolute, or gs://
     config: ml_collections.ConfigDict  # the pretraining run config (config.json)
     tokenizer: Tokenizer
     layout: VocabLayout  # id layout of the model's embedding rows (copies of V, then sentinels)
     step: int
-    state_dir: pathlib.Path  # checkpoints/<step>/state
+    state_dir: epath.Path  # checkpoints/<step>/state
 
     @property
     def model_config(self) -> ml_collections.ConfigDict:
@@ -69,7 +73,7 @@ class PretrainedRun:
 
     @property
     def name(self) -> str:
-        return self.workdir.resolve().name
+        return self.workdir.name
 
 
 def model_layout(config: ml_collections.ConfigDict, tokenizer: Tokenizer, vocab_size: int) -> VocabLayout:
@@ -86,7 +90,7 @@ def model_layout(config: ml_collections.ConfigDict, tokenizer: Tokenizer, vocab_
     return VocabLayout(tokenizer.base_size, copies=copies, num_sentinels=sentinels)
 
 
-def saved_param_shapes(path: pathlib.Path) -> dict:
+def saved_param_shapes(path: epath.Path) -> dict:
     """Shapes of the saved `params` tree (from the checkpoint's metadata, no array is read)."""
     metadata = ocp.PyTreeCheckpointer().metadata(path).item_metadata
     tree = metadata.tree if hasattr(metadata, "tree") else metadata
@@ -108,7 +112,7 @@ def vocab_rows(param_shapes: dict, embedding_path: tuple[str, ...]) -> int:
 EMBEDDING_PATHS = {"roberta": ("embeddings", "word_embeddings", "embedding"), "t5": ("shared_embedding", "embedding")}
 
 
-def load_pretrained(workdir: str | pathlib.Path, step: int = 0) -> PretrainedRun:
+def load_pretrained(workdir: str | os.PathLike, step: int = 0) -> PretrainedRun:
     """Config, tokenizer, vocabulary layout and checkpoint location of a pretraining run directory.
 
     `hf:DIR` names a local Hugging Face checkpoint instead, converted once into a cached run directory
@@ -118,9 +122,9 @@ def load_pretrained(workdir: str | pathlib.Path, step: int = 0) -> PretrainedRun
         from xlt_jax.interop import hf_import
 
         workdir = hf_import.resolve(str(workdir))
-    workdir = pathlib.Path(workdir)
-    if not str(workdir) or not workdir.is_dir():
+    if not str(workdir) or not storage.workdir_path(workdir).is_dir():
         raise ConfigError(f"pretrained: {str(workdir)!r} is not a directory (give a pretraining WORKDIR)")
+    workdir = storage.workdir_path(workdir)
     config = read_json_config(workdir / loop.CONFIG_FILE)
     tokenizer = Tokenizer.load(workdir / loop.TOKENIZER_DIR)
     path, chosen = state_dir(workdir / loop.CHECKPOINT_DIR, step)
@@ -133,7 +137,7 @@ def load_pretrained(workdir: str | pathlib.Path, step: int = 0) -> PretrainedRun
     return PretrainedRun(workdir, config, tokenizer, layout, chosen, path)
 
 
-def restore_params(path: pathlib.Path, target: dict) -> dict:
+def restore_params(path: epath.Path, target: dict) -> dict:
     """Restore the subtrees of `params` named by `target` (ShapeDtypeStruct leaves with shardings).
 
     Everything else in the checkpoint (optimizer slots, unused heads) is left on disk. Shapes must match
@@ -164,7 +168,7 @@ def _int_keys(tree: Any) -> Any:
     return {k: _int_keys(v) for k, v in tree.items()}
 
 
-def restore_all_params(path: pathlib.Path) -> dict:
+def restore_all_params(path: epath.Path) -> dict:
     """Every parameter of the checkpoint at `path`, on the first local device, without building the model
     that wrote it (shapes and dtypes from the checkpoint's metadata). Exports use it."""
     metadata = ocp.PyTreeCheckpointer().metadata(path).item_metadata

@@ -23,7 +23,6 @@ import json
 import logging
 import math
 import os
-import pathlib
 import time
 from collections.abc import Iterator, Mapping
 from typing import Any
@@ -31,7 +30,9 @@ from typing import Any
 import jax
 import ml_collections
 import numpy as np
+from etils import epath
 
+from xlt_jax import storage
 from xlt_jax.data import tasks, transforms
 from xlt_jax.data.vocab import VocabLayout
 from xlt_jax.errors import ConfigError
@@ -50,7 +51,7 @@ class FinetuneResult:
     start_step: int
     final_step: int
     history: list[dict[str, float]]  # per logged interval: step, loss, accuracy, learning_rate
-    workdir: pathlib.Path
+    workdir: epath.Path
     info: artifacts.FinetuneInfo
 
 
@@ -158,7 +159,7 @@ def finetune_info(
         train_lang=config.lang, train_transform=data.transform, train_source=data.source,
         train_examples=len(data.examples), transform_seed=int(config.transform_seed), max_len=int(config.max_len),
         task_options=task_options(config), bucket=int(config.bucket), seed=int(config.seed), total_steps=total,
-        pretrained=os.fspath(pre.workdir.resolve()), pretrained_name=pre.name, pretrained_step=pre.step,
+        pretrained=os.fspath(pre.workdir), pretrained_name=pre.name, pretrained_step=pre.step,
     )
 
 
@@ -191,7 +192,7 @@ def training_batches(
 
 
 class _Finetuner:
-    def __init__(self, config: ml_collections.ConfigDict, workdir: pathlib.Path):
+    def __init__(self, config: ml_collections.ConfigDict, workdir: epath.Path):
         self.config, self.workdir = config, workdir
         self.mesh = partitioning.make_mesh(config.mesh)
         self.rules = partitioning.logical_rules(config.mesh.rules)
@@ -341,7 +342,7 @@ def run(
     """
     check_config(config)
     distributed.maybe_initialize(config.distributed)
-    workdir = pathlib.Path(workdir)
+    workdir = storage.workdir_path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     finetuner = _Finetuner(config, workdir)
     try:

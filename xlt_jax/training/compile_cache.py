@@ -19,7 +19,7 @@ def default_dir() -> pathlib.Path:
 
 
 @contextlib.contextmanager
-def persistent_cache(setting: str, auto_dir: pathlib.Path | None = None) -> Iterator[pathlib.Path | None]:
+def persistent_cache(setting: str, auto_dir: os.PathLike | None = None) -> Iterator[os.PathLike | None]:
     """Use the cache `setting` names inside the block; yields its directory (None when off or inherited)."""
     import jax
     from jax.experimental.compilation_cache import compilation_cache as cc

@@ -16,13 +16,13 @@ monolingual twin with the same `corpus.*` keys pretrains on the same original ha
 from __future__ import annotations
 
 import logging
-import pathlib
 import re
 import time
 from collections.abc import Mapping
 
 import jax
 import ml_collections
+from etils import epath
 from jax.experimental import multihost_utils
 
 from xlt_jax.data import corpora, corpus_variants, transforms
@@ -212,7 +212,7 @@ def describe_corpus(config: ml_collections.ConfigDict) -> str:
 
 
 def load_or_train_tokenizer(
-    config: ml_collections.ConfigDict, texts: Mapping[str, list[str]], workdir: pathlib.Path
+    config: ml_collections.ConfigDict, texts: Mapping[str, list[str]], workdir: epath.Path
 ) -> Tokenizer:
     """`tokenizer.path`, else WORKDIR/tokenizer from an earlier attempt, else one trained on `texts`.
 
@@ -245,7 +245,7 @@ def load_or_train_tokenizer(
     return tokenizer
 
 
-def build_data(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> tuple[Tokenizer, pipeline.PretrainData]:
+def build_data(config: ml_collections.ConfigDict, workdir: epath.Path) -> tuple[Tokenizer, pipeline.PretrainData]:
     """Texts → tokenizer → the pipeline of `config.data` (id shards are cached, see `data.cache_dir`)."""
     texts, derived = load_texts(config)
     tokenizer = load_or_train_tokenizer(config, texts, workdir)

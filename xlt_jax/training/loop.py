@@ -21,7 +21,6 @@ import json
 import logging
 import math
 import os
-import pathlib
 import re
 import time
 from collections.abc import Iterable, Mapping
@@ -31,7 +30,9 @@ import jax
 import ml_collections
 import numpy as np
 from clu import parameter_overview
+from etils import epath
 
+from xlt_jax import storage
 from xlt_jax.data.pretrain import pipeline
 from xlt_jax.errors import ConfigError, TrainingDiverged
 from xlt_jax.models import build_model
@@ -52,7 +53,7 @@ class RunResult:
     final_step: int
     history: list[dict[str, float]]  # per step of this invocation: step, loss, grad_norm, learning_rate
     evals: list[dict[str, float]]
-    workdir: pathlib.Path
+    workdir: epath.Path
 
 
 # -- set-up -----------------------------------------------------------------------------------------
@@ -65,7 +66,7 @@ def resolve_config(config: ml_collections.ConfigDict, data: pipeline.PretrainDat
     return config
 
 
-def save_config(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> None:
+def save_config(config: ml_collections.ConfigDict, workdir: epath.Path) -> None:
     """Write WORKDIR/config.json; warn when resuming under a different config."""
     if jax.process_index() != 0:
         return
@@ -214,7 +215,7 @@ def progress_line(step: int, total: int, scalars: Mapping[str, float], step_time
 class _Trainer:
     """Holds the pieces of one invocation; `run` is the public entry point."""
 
-    def __init__(self, config: ml_collections.ConfigDict, workdir: pathlib.Path):
+    def __init__(self, config: ml_collections.ConfigDict, workdir: epath.Path):
         self.workdir = workdir
         self.mesh = partitioning.make_mesh(config.mesh)
         self.rules = partitioning.logical_rules(config.mesh.rules)
@@ -396,7 +397,7 @@ def run(
     would (tests use it to check that a rerun continues exactly).
     """
     distributed.maybe_initialize(config.distributed)
-    workdir = pathlib.Path(workdir).resolve()  # Orbax needs absolute paths
+    workdir = storage.workdir_path(workdir)  # absolute (Orbax needs it) or gs://
     workdir.mkdir(parents=True, exist_ok=True)
     with compile_cache.persistent_cache(str(config.train.compilation_cache)):
         trainer = _Trainer(config, workdir)
