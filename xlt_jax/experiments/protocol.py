@@ -28,6 +28,10 @@ crashed protocol continues where it stopped. A finished *training* step whose co
 (its dependents would silently mix models); a changed evaluation simply runs again (the results store
 keeps the last row per cell). Evaluation rows go to WORKDIR/results.jsonl, and the report printed at the
 end (`xlt_jax.experiments.report`) is computed from that file only.
+
+Interruptions: a killed evaluation whose rows reached results.jsonl before its DONE.json did is not run
+again; its rows (tagged with the step and its fingerprint) are adopted, so no row is written twice. SIGTERM
+stops the runner at the next step boundary (a training step saves its checkpoint first) with exit status 0.
 """
 
 from __future__ import annotations
@@ -50,7 +54,7 @@ from xlt_jax import results
 from xlt_jax.data import tasks, transforms
 from xlt_jax.data.tasks import sources
 from xlt_jax.data.vocab import VocabLayout
-from xlt_jax.errors import ConfigError, TransformError, XltError
+from xlt_jax.errors import ConfigError, Preempted, TransformError, XltError
 
 ALL_TASKS = ("pos", "ner", "nli", "qa", "tatoeba")
 DONE_FILE = "DONE.json"
@@ -483,10 +487,36 @@ def execute(step: Step, workdir: pathlib.Path) -> dict:
     if step.kind == "evaluate":
         from xlt_jax.finetuning import evaluation
 
-        rows = evaluation.run(step.config, workdir)
+        tags = evaluation_tags(step)
+        rows = appended_rows(workdir, tags)
+        if rows:
+            logging.warning("%s: its %d rows are already in %s (the run stopped before DONE.json); not evaluating "
+                            "again", step.name, len(rows), results.results_path(workdir))
+        else:
+            rows = evaluation.run(step.config, workdir, row_tags=tags)
         return {"rows": [dict(lang=r.lang, eval_transform=r.eval_transform, setting=r.setting, metric=r.metric,
                               value=round(r.value, 4), n_examples=r.n_examples) for r in rows]}
     raise ConfigError(f"{step.name}: kind {step.kind!r} is not runnable")
+
+
+def evaluation_tags(step: Step) -> dict[str, str]:
+    """What an evaluation step writes into its rows' `extra`: which step, config and code wrote them."""
+    return {"protocol_step": step.name, "protocol_fingerprint": fingerprint(step),
+            "protocol_commit": results.code_commit()}
+
+
+def appended_rows(workdir: pathlib.Path, tags: dict[str, str]) -> list[results.ResultRow]:
+    """The rows an earlier, interrupted attempt of the same step appended, if all of them are there.
+
+    One attempt appends its rows with one locked write, and each row says how many it wrote with it
+    (`extra.rows_in_batch`), so a complete batch is recognisable.
+    """
+    if not results.results_path(workdir).exists():
+        return []
+    mine = [r for r in results.read_rows(workdir) if all(r.extra.get(k) == v for k, v in tags.items())]
+    if mine and len(mine) == mine[-1].extra.get("rows_in_batch"):
+        return mine
+    return []
 
 
 def compilation_cache(setting: str, workdir: pathlib.Path):
@@ -520,14 +550,18 @@ def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike, *, dry_ru
     if dry_run:
         return ProtocolResult(plan, status, [], {}, "")
 
+    from xlt_jax.training import preemption
+
     workdir.mkdir(parents=True, exist_ok=True)
     executed: list[str] = []
     failed: dict[str, str] = {}
     blocked: set[str] = set()
-    with compilation_cache(config.compilation_cache, workdir):
+    with preemption.watch(), compilation_cache(config.compilation_cache, workdir):
         for i, step in enumerate(plan, start=1):
             if status[step.name] not in ("todo", "stale"):
                 continue
+            if preemption.requested():  # SIGTERM during an evaluation (no checkpoint to save): stop here
+                raise Preempted(f"preempted: stopped before {step.name}; rerun the same command to resume")
             if any(d in blocked for d in step.after):
                 blocked.add(step.name)
                 logging.warning("not running %s: it needs %s, which failed", step.name, ", ".join(step.after))
