@@ -459,9 +459,21 @@ def test_e2e_rerun_skips_finished_steps_and_resumes_a_lost_one(e2e):
     assert {p: p.read_bytes() for p in workdir.rglob("DONE.json")} == markers
     assert len(results.read_rows(workdir)) == len(rows_before)
 
-    (workdir / "evaluate/pos/BS-s42/DONE.json").unlink()  # as if the run had crashed before writing it
+    marker = workdir / "evaluate/pos/BS-s42/DONE.json"
+    summary = json.loads(marker.read_text())["summary"]
+    marker.unlink()  # as if the run had been killed after appending its rows, before writing the marker
     resumed = protocol.run(config, workdir, out=lambda _: None)
     assert resumed.executed == ["evaluate/pos/BS-s42"]
+    # Its rows (tagged with the step, its fingerprint and the code) were already written: adopted, not doubled.
+    assert len(results.read_rows(workdir)) == len(rows_before)
+    assert json.loads(marker.read_text())["summary"] == summary
+
+    # Rows written by other code are not adopted: the step evaluates again and appends its own.
+    marker.unlink()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(results, "code_commit", lambda *a: "other-commit")
+        again = protocol.run(config, workdir, out=lambda _: None)
+    assert again.executed == ["evaluate/pos/BS-s42"]
     rows = results.read_rows(workdir)
     new = rows[len(rows_before):]
     assert {(r.setting, r.metric) for r in new} == {("BS", "f1"), ("BS", "token_accuracy")}
