@@ -253,3 +253,36 @@ def test_protocol_killed_three_times_runs_each_step_once_and_writes_each_row_onc
     ft = json.loads((tmp_path / "finetune/pos/bilingual-derived-s42/DONE.json").read_text())["summary"]
     assert ft == {"start_step": 4, "final_step": 4}  # killed before its marker: resumed, nothing retrained
     assert set(markers(tmp_path)) == set(markers(protocol_reference))
+
+
+# -- SIGTERM: graceful preemption ------------------------------------------------------------------------------
+
+
+def start_and_signal_after(args: list[str], line: str, sig: int) -> tuple[int, str]:
+    """Start `python ARGS`, send `sig` once `line` appears in its output; (exit status, whole output)."""
+    proc = subprocess.Popen([chaos.sys.executable, *args], cwd=REPO, env=chaos.env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    lines = []
+    for text in proc.stdout:
+        lines.append(text)
+        if line in text:
+            proc.send_signal(sig)
+            break
+    lines += proc.stdout.readlines()
+    return proc.wait(timeout=120), "".join(lines)
+
+
+def test_sigterm_saves_the_next_step_exits_0_and_the_rerun_ends_bit_identical(pretrain_reference, dirs, tmp_path):
+    args = pretrain_args(tmp_path, dirs)
+    status, output = start_and_signal_after(args, "compiled the train step", signal.SIGTERM)
+    assert status == 0, output[-4000:]
+    saved = re.search(r"preempted: pretraining saved step (\d+) in \S+ and stopped; rerun the same command", output)
+    assert saved, output[-4000:]
+    step = int(saved.group(1))
+    assert 1 <= step < STEPS and step % EVERY  # the step boundary after the signal, not a scheduled save
+    checkpoints = tmp_path / loop.CHECKPOINT_DIR
+    assert chaos.committed_steps(checkpoints)[-1] == step
+    print(f"SIGTERM after compiling: saved step {step}, exit status {status}")
+    rerun = chaos.run(args)
+    assert rerun.returncode == 0 and chaos.resumed_step(rerun.stderr) == step, rerun.stderr[-3000:]
+    assert assert_same_state(checkpoints, pretrain_reference / loop.CHECKPOINT_DIR, STEPS) > 80
