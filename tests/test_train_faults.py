@@ -80,6 +80,8 @@ def _flip_byte(path: pathlib.Path, where: float) -> None:
 DAMAGE = {  # kind: (damage step dir, what the warning must say)
     "partial: data item missing": (lambda d: shutil.rmtree(d / "data"), 'Item "data" was not found'),
     "partial: array index missing": (lambda d: (d / "state" / "manifest.ocdbt").unlink(), "NOT_FOUND"),
+    "partial: iterator state file missing": (lambda d: (d / "data" / "process_0-of-1.json").unlink(),
+                                             "missing, and no other process's state either"),
     "truncated array file": (
         lambda d: (f := _biggest_file(d / "state")).write_bytes(f.read_bytes()[: f.stat().st_size // 2]),
         "Encountered error while reading array"),

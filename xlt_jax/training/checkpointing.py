@@ -54,7 +54,9 @@ class DataStateHandler(ocp.CheckpointHandler):
     def restore(self, directory: epath.Path, args: DataStateRestore | None = None) -> dict[str, Any]:
         path = _process_file(directory)
         if not path.exists():
-            found = sorted(p.name for p in directory.iterdir())
+            found = sorted(p.name for p in directory.iterdir() if p.name.startswith("process_"))
+            if not found:  # not a process-count mismatch: the files are gone
+                raise CheckpointError(f"{path}: missing, and no other process's state either (partial checkpoint)")
             raise ConfigError(
                 f"{path}: no input-pipeline state for process {jax.process_index()} of {jax.process_count()} "
                 f"(the checkpoint has {found}); resume with the process count it was written with"
