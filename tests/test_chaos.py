@@ -14,6 +14,7 @@ SIGKILL at random times, many times over. All runs share one persistent compilat
 from __future__ import annotations
 
 import json
+import os
 import pathlib
 import random
 import re
@@ -89,8 +90,10 @@ def kill_chain(args: list[str], checkpoints: pathlib.Path, kills: list[str]) -> 
 
 
 def assert_same_state(checkpoints: pathlib.Path, reference: pathlib.Path, step: int) -> int:
+    """The two runs' train states at `step` are equal bit for bit; returns the number of arrays compared."""
     got, want = chaos.state_arrays(checkpoints, step), chaos.state_arrays(reference, step)
-    assert not chaos.different_arrays(got, want), chaos.different_arrays(got, want)
+    differ = chaos.different_arrays(got, want)
+    assert not differ, f"{len(differ)} of {len(want)} arrays differ from the uninterrupted run's, e.g. {differ[:3]}"
     return len(want)
 
 
@@ -124,33 +127,49 @@ def test_pretraining_killed_three_times_ends_bit_identical(pretrain_reference, d
     assert assert_same_state(checkpoints, pretrain_reference / loop.CHECKPOINT_DIR, STEPS) > 80
 
 
+SLOW_STEPS = 48  # 12 checkpoints: a random kill lands in a save more often
+
+
 @pytest.mark.slow
-def test_pretraining_survives_many_random_sigkills(pretrain_reference, dirs, tmp_path):
-    """SIGKILL at a uniformly random time of each start (20 kills), then reruns until the run completes."""
-    rng = random.Random(12)
-    args = pretrain_args(tmp_path, dirs)
-    checkpoints = tmp_path / loop.CHECKPOINT_DIR
-    kills, outcomes = 0, []
-    while True:
-        before = chaos.committed_steps(checkpoints)
-        proc = subprocess.Popen([chaos.sys.executable, *args], cwd=REPO, env=chaos.env(), stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, text=True)
-        if kills < 20:
-            try:
-                proc.wait(timeout=rng.uniform(4.0, 16.0))
-            except subprocess.TimeoutExpired:
-                proc.send_signal(signal.SIGKILL)
-        output = proc.communicate(timeout=240)[0]
-        resumed = chaos.resumed_step(output)
-        assert resumed == (before[-1] if before else None), (before, resumed, output[-3000:])
-        if proc.returncode == 0:
-            break
-        assert proc.returncode == chaos.KILLED, output[-4000:]
-        kills += 1
-        outcomes.append((resumed, chaos.committed_steps(checkpoints)))
-    print(f"random SIGKILLs: {kills}; (resumed step, committed after the kill): {outcomes}")
-    assert kills == 20
-    assert assert_same_state(checkpoints, pretrain_reference / loop.CHECKPOINT_DIR, STEPS) > 80
+def test_pretraining_survives_many_random_sigkills(data_dir, dirs, tmp_path):
+    """SIGKILL at a uniformly random time of each start, rerun after each kill; a run that completes before
+    its kill ends an episode (its final state must equal an uninterrupted run's bit for bit) and the next
+    episode starts afresh, until `XLT_CHAOS_KILLS` (default 12) kills have struck."""
+    overrides = {**pretrain_overrides(dirs), "train.steps": SLOW_STEPS}
+    reference = tmp_path / "reference"
+    loop.run(apply(runpy.run_path(str(BILINGUAL))["get_config"]("smoke"), overrides), reference)
+    rng = random.Random(int(os.environ.get("XLT_CHAOS_SEED", "12")))
+    wanted = int(os.environ.get("XLT_CHAOS_KILLS", "12"))
+    kills: list[dict] = []
+    episodes = 0
+    while len(kills) < wanted:
+        episodes += 1
+        workdir = tmp_path / f"episode_{episodes}"
+        args = ["-m", "xlt_jax.train", f"--config={BILINGUAL}:smoke", f"--workdir={workdir}", *cli(overrides)]
+        checkpoints = workdir / loop.CHECKPOINT_DIR
+        while True:
+            before = chaos.committed_steps(checkpoints)
+            proc = subprocess.Popen([chaos.sys.executable, *args], cwd=REPO, env=chaos.env(),
+                                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            delay = rng.uniform(2.0, 10.0)
+            if len(kills) < wanted:
+                try:
+                    proc.wait(timeout=delay)
+                except subprocess.TimeoutExpired:
+                    proc.send_signal(signal.SIGKILL)
+            output = proc.communicate(timeout=240)[0]
+            resumed = chaos.resumed_step(output)
+            assert resumed == (before[-1] if before else None), (before, resumed, output[-3000:])
+            if proc.returncode == 0:
+                break
+            assert proc.returncode == chaos.KILLED, output[-4000:]
+            logged = re.findall(r"step (\d+)/\d+ \(", output)
+            phase = f"after step {logged[-1]}" if logged else ("compiled" if "compiled the train step" in output
+                                                                else "starting")
+            kills.append({"episode": episodes, "at_s": round(delay, 1), "phase": phase, "resumed": resumed,
+                          "committed": chaos.committed_steps(checkpoints)})
+        assert assert_same_state(checkpoints, reference / loop.CHECKPOINT_DIR, SLOW_STEPS) > 80
+    print(f"random SIGKILLs: {len(kills)} in {episodes} episodes, every episode bit-identical:", json.dumps(kills))
 
 
 # -- fine-tuning -----------------------------------------------------------------------------------------------
