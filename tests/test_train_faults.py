@@ -125,6 +125,17 @@ def test_when_no_checkpoint_restores_the_error_lists_each_and_nothing_is_moved(b
     assert sorted(p.name for p in (workdir / loop.CHECKPOINT_DIR).iterdir() if p.name.isdigit()) == ["4", "8"]
 
 
+def test_what_killed_saves_left_is_removed_by_the_run_not_by_a_reader(base_run, shard_cache, tmp_path):
+    workdir = tmp_path / "run"
+    shutil.copytree(base_run, workdir)
+    leftover = workdir / loop.CHECKPOINT_DIR / "12.orbax-checkpoint-tmp"
+    (leftover / "state.orbax-checkpoint-tmp").mkdir(parents=True)
+    checkpointing.Checkpointer(workdir / loop.CHECKPOINT_DIR, max_to_keep=3).close()  # e.g. an export tool
+    assert leftover.is_dir()
+    assert loop.run(config_for(shard_cache), workdir, stop_after=8).start_step == 8
+    assert not leftover.exists()
+
+
 # -- restoring onto another mesh ---------------------------------------------------------------------------------
 
 

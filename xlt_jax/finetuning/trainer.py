@@ -219,7 +219,7 @@ class _Finetuner:
         self.schedule = optimizer.learning_rate_schedule(config.optimizer, self.total)
         self.checkpointer = checkpointing.Checkpointer(
             workdir / artifacts.CHECKPOINT_DIR, max_to_keep=int(config.train.max_to_keep),
-            async_save=bool(config.train.async_checkpointing),
+            async_save=bool(config.train.async_checkpointing), owner=True,
         )
         try:
             self._init_state(pre, model_config, head, layout, data.transform, copies, kind)

@@ -101,11 +101,16 @@ def _single_replica_writes_on_cpu() -> None:
 class Checkpointer:
     """Save/restore (train state, pipeline state) pairs under `directory`, keeping the last `max_to_keep`."""
 
-    def __init__(self, directory: str | os.PathLike, *, max_to_keep: int, async_save: bool = True):
+    def __init__(
+        self, directory: str | os.PathLike, *, max_to_keep: int, async_save: bool = True, owner: bool = False
+    ):
+        """`owner`: this is the run that writes `directory`; it removes what killed saves left behind
+        (temporary directories as large as a checkpoint). A mere reader must not: it would delete a save
+        in flight."""
         _single_replica_writes_on_cpu()
         options = ocp.CheckpointManagerOptions(
             max_to_keep=max_to_keep, enable_async_checkpointing=async_save, create=True,
-            cleanup_tmp_directories=True,  # what a killed save left behind (as large as a checkpoint)
+            cleanup_tmp_directories=owner,
         )
         self.directory = epath.Path(directory)
         self._manager = ocp.CheckpointManager(self.directory, options=options, item_names=("state", "data"))
