@@ -256,6 +256,7 @@ class _Trainer:
             workdir / CHECKPOINT_DIR,
             max_to_keep=int(config.train.max_to_keep),
             async_save=bool(config.train.async_checkpointing),
+            owner=True,
         )
         fresh = not self.checkpointer.all_steps()
         vocab_size = self.data.vocab_size
