@@ -159,7 +159,8 @@ def test_pretraining_survives_many_random_sigkills(data_dir, dirs, tmp_path):
                     proc.send_signal(signal.SIGKILL)
             output = proc.communicate(timeout=240)[0]
             resumed = chaos.resumed_step(output)
-            assert resumed == (before[-1] if before else None), (before, resumed, output[-3000:])
+            if "parameters, vocabulary" in output:  # logged once the state is created or restored
+                assert resumed == (before[-1] if before else None), (before, resumed, output[-3000:])
             if proc.returncode == 0:
                 break
             assert proc.returncode == chaos.KILLED, output[-4000:]
