@@ -14,7 +14,7 @@ PYTEST_ARGS ?= -n 2 --dist loadfile
 EXTRAS ?= test,hf,tpu,tfds
 export XLT_REQUIRE_EXTRAS ?= 1
 
-.PHONY: install data demo test test-slow bench lint clean
+.PHONY: install data demo test test-slow chaos bench lint clean
 
 $(VENV)/.installed: setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,10 @@ test: data
 
 test-slow: data
 	$(PY) -m pytest $(PYTEST_ARGS) -m slow tests
+
+# A longer hard-kill campaign: random-time SIGKILLs of pretraining (XLT_CHAOS_KILLS, XLT_CHAOS_SEED).
+chaos: data
+	XLT_CHAOS_KILLS=$${XLT_CHAOS_KILLS:-50} $(PY) -m pytest -s -m slow tests/test_chaos.py
 
 bench: data
 	$(PY) -m xlt_jax.bench data
