@@ -4,13 +4,14 @@ The training loops call `reached(step)` once per step; when it returns True they
 the checkpoint to be on disk and raise `Preempted`, which the binaries turn into a message and exit status 0
 (rerunning the same command resumes there).
 
-- Multi-host (`jax.distributed` initialised): JAX's preemption sync manager catches SIGTERM on any host,
-  tells the others through the coordination service and picks the same step for everyone (the step after
-  the largest one any host has reached), so every host writes its part of one complete checkpoint.
-  Its handler is installed in C++ by `jax.distributed.initialize`; no Python handler may replace it.
-- Single process: inside `watch()`, SIGTERM only sets a flag read at the next step boundary. A second
-  SIGTERM while the first is pending restores the default action and kills the process (an impatient
-  `kill` still works).
+- `jax.distributed` initialised (multi-host, or a TPU VM started with `XLT_DISTRIBUTED_INITIALIZE=1`):
+  JAX's preemption sync manager catches SIGTERM on any host, tells the others through the coordination
+  service and picks the same step for everyone (the step after the largest one any host has reached), so
+  every host writes its part of one complete checkpoint. `jax.distributed.initialize` installs its handler
+  in C++; no Python handler may replace it.
+- Otherwise: inside `watch()`, SIGTERM only sets a flag read at the next step boundary. A second SIGTERM
+  while the first is pending restores the default action and kills the process (an impatient `kill`
+  still works).
 """
 
 from __future__ import annotations
@@ -42,19 +43,21 @@ def _on_sigterm(signum: int, frame: object) -> None:
     logging.warning("SIGTERM received: saving a checkpoint at the next step boundary, then exiting")
 
 
-def _multihost() -> bool:
-    return jax.distributed.is_initialized() and jax.process_count() > 1
+def _jax_notifier() -> bool:
+    """JAX's own SIGTERM notifier and sync manager are running (installed by `jax.distributed.initialize`)."""
+    return jax.distributed.is_initialized()
 
 
 @contextlib.contextmanager
 def watch() -> Iterator[None]:
     """Inside the block a single-process run takes SIGTERM as a preemption notice instead of dying.
 
-    A no-op off the main thread (Python delivers signals there only) and on multi-host runs (JAX's own
-    notifier handles SIGTERM there); the previous handler is restored when the outermost block exits.
+    A no-op off the main thread (Python delivers signals there only) and once `jax.distributed` runs (JAX's
+    notifier handles SIGTERM then, and replaces this handler if it is initialised inside the block); the
+    previous handler is restored when the outermost block exits.
     """
     global _depth
-    if _multihost() or threading.current_thread() is not threading.main_thread():
+    if _jax_notifier() or threading.current_thread() is not threading.main_thread():
         yield
         return
     if _depth == 0:
@@ -71,13 +74,13 @@ def watch() -> Iterator[None]:
 
 def reached(step: int) -> bool:
     """True at the step every host saves and stops at after a preemption notice. Call it at every step."""
-    if _multihost():
+    if _jax_notifier():
         return multihost_utils.reached_preemption_sync_point(step)
     return _notice.is_set()
 
 
 def requested() -> bool:
-    """A notice is pending (single process): callers between steps, e.g. the protocol runner, stop too."""
+    """A notice is pending (Python's handler only): callers between steps, e.g. the protocol runner, stop too."""
     return _notice.is_set()
 
 
