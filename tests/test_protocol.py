@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import pathlib
 import runpy
+import signal
 import subprocess
 import sys
 import types
@@ -24,7 +26,7 @@ import pytest
 from xlt_jax import results, tables
 from xlt_jax.data import tasks
 from xlt_jax.data.vocab import SPECIALS
-from xlt_jax.errors import ConfigError, XltError
+from xlt_jax.errors import ConfigError, Preempted, XltError
 from xlt_jax.experiments import protocol
 from xlt_jax.finetuning import evaluation, trainer
 from xlt_jax.finetuning.task_model import resolve_kind
@@ -295,6 +297,24 @@ def test_failed_steps_block_their_dependents_and_a_rerun_resumes_exactly_there(d
     third = FakeSteps()
     monkeypatch.setattr(protocol, "execute", third)
     assert protocol.run(config, tmp_path, out=lambda _: None).executed == [] and third.calls == []
+
+
+def test_sigterm_during_a_step_finishes_it_then_stops_the_runner_before_the_next(data_dir, tmp_path, monkeypatch):
+    """An evaluation has no checkpoint: SIGTERM lets it finish (and write DONE.json); the runner then stops."""
+    config = fake_config()
+    steps = FakeSteps()
+
+    def preempted_during_the_first(step: protocol.Step, workdir: pathlib.Path) -> dict:
+        if not steps.calls:
+            os.kill(os.getpid(), signal.SIGTERM)  # a preemption notice, caught by the runner's handler
+        return steps(step, workdir)
+
+    monkeypatch.setattr(protocol, "execute", preempted_during_the_first)
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(Preempted, match="stopped before pretrain/monolingual; rerun the same command"):
+        protocol.run(config, tmp_path, out=lambda _: None)
+    assert steps.calls == ["pretrain/bilingual"] and (tmp_path / "pretrain/bilingual/DONE.json").is_file()
+    assert signal.getsignal(signal.SIGTERM) == before  # the runner's handler is gone again
 
 
 def test_changed_configs_make_training_steps_an_error_and_evaluations_rerun(data_dir, tmp_path, monkeypatch):
