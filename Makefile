@@ -14,7 +14,7 @@ PYTEST_ARGS ?= -n 2 --dist loadfile
 EXTRAS ?= test,hf,tpu,tfds
 export XLT_REQUIRE_EXTRAS ?= 1
 
-.PHONY: install data demo replicate test test-slow fuzz bench lint clean
+.PHONY: install data demo replicate test test-slow fuzz chaos bench lint clean
 
 $(VENV)/.installed: setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -45,6 +45,10 @@ test-slow: data
 # (`make test` runs a deterministic sample of the same tests). The statistics give the cases run per test.
 fuzz: data
 	$(PY) -m pytest $(PYTEST_ARGS) -m fuzz --hypothesis-profile=fuzz --hypothesis-show-statistics tests
+
+# A longer hard-kill campaign: random-time SIGKILLs of pretraining (XLT_CHAOS_KILLS, XLT_CHAOS_SEED).
+chaos: data
+	XLT_CHAOS_KILLS=$${XLT_CHAOS_KILLS:-50} $(PY) -m pytest -s -m slow tests/test_chaos.py
 
 # Each benchmark's JSON line is kept in runs/bench/NAME.json; the README's performance tables come from them.
 bench: data

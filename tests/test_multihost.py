@@ -8,10 +8,14 @@ from __future__ import annotations
 
 import os
 import pathlib
+import re
 import runpy
+import signal
 import socket
 import subprocess
 import sys
+import threading
+import time
 
 import numpy as np
 import pytest
@@ -110,3 +114,118 @@ def test_distributed_settings_come_from_config_then_environment(monkeypatch):
     monkeypatch.setenv(distributed.ENV_PROCESS_ID, "x")
     with pytest.raises(ConfigError, match="JAX_PROCESS_ID"):
         distributed.settings(dist_config())
+
+
+# -- faults: preemption and a dead host ------------------------------------------------------------------------
+
+
+class Host:
+    """One process of a two-process run; its output is collected by a thread (pipes never fill up)."""
+
+    def __init__(self, index: int, workdir: pathlib.Path, cache: pathlib.Path, port: int, overrides: dict):
+        env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4", "JAX_PLATFORMS": "cpu",
+               "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH", "")]))}
+        args = [f"--config.{k}={v}" for k, v in {**OVERRIDES, **overrides}.items()]
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "xlt_jax.train", f"--config={BILINGUAL}:smoke", f"--workdir={workdir}", *args,
+             f"--config.data.cache_dir={cache}", f"--config.distributed.coordinator_address=127.0.0.1:{port}",
+             "--config.distributed.num_processes=2", f"--config.distributed.process_id={index}"],
+            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )
+        self.lines: list[str] = []
+        self.ended: float | None = None
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        for line in self.proc.stdout:
+            self.lines.append(line)
+        self.proc.wait()
+        self.ended = time.monotonic()
+
+    def wait_for(self, text: str, timeout: float = 240) -> None:
+        deadline = time.monotonic() + timeout
+        while not any(text in line for line in self.lines):
+            assert self.proc.poll() is None or any(text in line for line in self.lines), self.output[-4000:]
+            assert time.monotonic() < deadline, f"no {text!r} within {timeout} s:\n{self.output[-4000:]}"
+            time.sleep(0.05)
+
+    def finish(self, timeout: float = 240) -> int:
+        try:
+            self.proc.wait(timeout=timeout)
+        finally:
+            if self.proc.poll() is None:
+                self.proc.kill()
+        self._reader.join(timeout=10)
+        return self.proc.returncode
+
+    @property
+    def output(self) -> str:
+        return "".join(self.lines)
+
+
+def two_hosts(workdir: pathlib.Path, cache: pathlib.Path, overrides: dict) -> list[Host]:
+    port = free_port()
+    return [Host(i, workdir, cache, port, overrides) for i in range(2)]
+
+
+# Two processes share two slow cores here (~0.4 s/step with gloo): few steps, one compilation cache.
+FAULT_OVERRIDES = {"train.steps": 12, "train.checkpoint_every": 4, "train.log_every": 4,
+                   "distributed.heartbeat_timeout_seconds": 10}
+
+
+@pytest.fixture(scope="module")
+def jax_cache(tmp_path_factory) -> pathlib.Path:
+    return tmp_path_factory.mktemp("jax_cache")
+
+
+def fault_overrides(jax_cache: pathlib.Path) -> dict:
+    return {**FAULT_OVERRIDES, "train.compilation_cache": jax_cache}
+
+
+def committed(workdir: pathlib.Path) -> list[int]:
+    return sorted(int(p.name) for p in (workdir / loop.CHECKPOINT_DIR).iterdir() if p.name.isdigit())
+
+
+def test_two_hosts_preempted_then_one_killed_resume_each_time(data_dir, jax_cache, tmp_path):
+    """One run, three starts of both hosts: (1) SIGTERM to process 1 only: both save the same step and exit
+    0; (2) the rerun resumes there, then process 1 is SIGKILLed: process 0 aborts within the heartbeat
+    timeout instead of hanging; (3) the rerun resumes from the last committed step and finishes."""
+    cache, workdir = tmp_path / "shards", tmp_path / "run"
+    total, every = FAULT_OVERRIDES["train.steps"], FAULT_OVERRIDES["train.checkpoint_every"]
+    timeout = FAULT_OVERRIDES["distributed.heartbeat_timeout_seconds"]
+
+    hosts = two_hosts(workdir, cache, fault_overrides(jax_cache))
+    hosts[1].wait_for("compiled the train step")
+    hosts[1].proc.send_signal(signal.SIGTERM)
+    statuses = [h.finish() for h in hosts]
+    assert statuses == [0, 0], [h.output[-3000:] for h in hosts]
+    saved = [re.findall(r"preempted: pretraining saved step (\d+)", h.output) for h in hosts]
+    assert saved[0] and saved[0][-1:] == saved[1][-1:], saved  # every host agreed on the step
+    step = int(saved[0][-1])
+    assert step < total and committed(workdir)[-1] == step
+    written = sorted(p.name for p in (workdir / loop.CHECKPOINT_DIR / str(step) / "data").glob("process_*"))
+    assert written == ["process_0-of-2.json", "process_1-of-2.json"]  # one complete two-host checkpoint
+    print(f"two hosts, SIGTERM to process 1: both saved step {step} and exited {statuses}")
+
+    hosts = two_hosts(workdir, cache, fault_overrides(jax_cache))
+    target = (step // every + 1) * every
+    deadline = time.monotonic() + 240
+    while target not in committed(workdir):  # committed by both hosts: something newer to resume from
+        assert hosts[0].proc.poll() is None and time.monotonic() < deadline, hosts[0].output[-4000:]
+        time.sleep(0.02)
+    killed_at = time.monotonic()
+    hosts[1].proc.send_signal(signal.SIGKILL)
+    status = hosts[0].finish(timeout=120)
+    detected = hosts[0].ended - killed_at
+    hosts[1].finish()
+    assert all(f"resumed from {workdir / loop.CHECKPOINT_DIR} at step {step}" in h.output for h in hosts)
+    assert status != 0 and "Terminating process because the JAX distributed service detected fatal errors" in (
+        hosts[0].output), hosts[0].output[-4000:]
+    assert detected < timeout + 20, detected
+    print(f"dead host detected by the survivor after {detected:.1f} s (heartbeat timeout {timeout} s); exit {status}")
+
+    last = committed(workdir)[-1]
+    hosts = two_hosts(workdir, cache, fault_overrides(jax_cache))
+    assert [h.finish() for h in hosts] == [0, 0], [h.output[-3000:] for h in hosts]
+    assert all(f"at step {last}" in h.output for h in hosts) and committed(workdir)[-1] == total

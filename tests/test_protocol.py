@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import pathlib
 import runpy
+import signal
 import subprocess
 import sys
 import types
@@ -24,7 +26,7 @@ import pytest
 from xlt_jax import results, tables
 from xlt_jax.data import tasks
 from xlt_jax.data.vocab import SPECIALS
-from xlt_jax.errors import ConfigError, XltError
+from xlt_jax.errors import ConfigError, Preempted, XltError
 from xlt_jax.experiments import protocol, validate
 from xlt_jax.finetuning import evaluation, trainer
 from xlt_jax.finetuning.task_model import resolve_kind
@@ -297,6 +299,24 @@ def test_failed_steps_block_their_dependents_and_a_rerun_resumes_exactly_there(d
     assert protocol.run(config, tmp_path, out=lambda _: None).executed == [] and third.calls == []
 
 
+def test_sigterm_during_a_step_finishes_it_then_stops_the_runner_before_the_next(data_dir, tmp_path, monkeypatch):
+    """An evaluation has no checkpoint: SIGTERM lets it finish (and write DONE.json); the runner then stops."""
+    config = fake_config()
+    steps = FakeSteps()
+
+    def preempted_during_the_first(step: protocol.Step, workdir: pathlib.Path) -> dict:
+        if not steps.calls:
+            os.kill(os.getpid(), signal.SIGTERM)  # a preemption notice, caught by the runner's handler
+        return steps(step, workdir)
+
+    monkeypatch.setattr(protocol, "execute", preempted_during_the_first)
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(Preempted, match="stopped before pretrain/monolingual; rerun the same command"):
+        protocol.run(config, tmp_path, out=lambda _: None)
+    assert steps.calls == ["pretrain/bilingual"] and (tmp_path / "pretrain/bilingual/DONE.json").is_file()
+    assert signal.getsignal(signal.SIGTERM) == before  # the runner's handler is gone again
+
+
 def test_changed_configs_make_training_steps_an_error_and_evaluations_rerun(data_dir, tmp_path, monkeypatch):
     monkeypatch.setattr(protocol, "execute", FakeSteps())
     protocol.run(fake_config(), tmp_path, out=lambda _: None)
@@ -479,9 +499,21 @@ def test_e2e_rerun_skips_finished_steps_and_resumes_a_lost_one(e2e):
     assert {p: p.read_bytes() for p in workdir.rglob("DONE.json")} == markers
     assert len(results.read_rows(workdir)) == len(rows_before)
 
-    (workdir / "evaluate/pos/BS-s42/DONE.json").unlink()  # as if the run had crashed before writing it
+    marker = workdir / "evaluate/pos/BS-s42/DONE.json"
+    summary = json.loads(marker.read_text())["summary"]
+    marker.unlink()  # as if the run had been killed after appending its rows, before writing the marker
     resumed = protocol.run(config, workdir, out=lambda _: None)
     assert resumed.executed == ["evaluate/pos/BS-s42"]
+    # Its rows (tagged with the step, its fingerprint and the code) were already written: adopted, not doubled.
+    assert len(results.read_rows(workdir)) == len(rows_before)
+    assert json.loads(marker.read_text())["summary"] == summary
+
+    # Rows written by other code are not adopted: the step evaluates again and appends its own.
+    marker.unlink()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(results, "code_commit", lambda *a: "other-commit")
+        again = protocol.run(config, workdir, out=lambda _: None)
+    assert again.executed == ["evaluate/pos/BS-s42"]
     rows = results.read_rows(workdir)
     new = rows[len(rows_before):]
     assert {(r.setting, r.metric) for r in new} == {("BS", "f1"), ("BS", "token_accuracy")}

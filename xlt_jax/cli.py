@@ -1,6 +1,7 @@
 """What every config-driven binary shares: `--config FILE:ARGS` (locked) and `--workdir DIR`, readable errors
 for a mistyped `--config.a.b=...` override or a `ConfigError` from `get_config`, quieter library logs, and
-the run wrapper that turns a package error into `error: ...` and exit status 1.
+the run wrapper that turns a package error into `error: ...` and exit status 1, and a preemption (SIGTERM,
+after the checkpoint is saved) into a message and exit status 0.
 
 The binaries (train, finetune, evaluate, the protocol runner) import their heavy modules only inside the
 function they hand to `run`, so `--help` and flag errors stay fast.
@@ -18,7 +19,7 @@ import ml_collections
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from xlt_jax.errors import ConfigError, XltError
+from xlt_jax.errors import ConfigError, Preempted, XltError
 
 WORKDIR_HELP = "Directory for checkpoints, metrics, tokenizer, config and results; rerunning resumes there."
 
@@ -77,7 +78,8 @@ def parse_flags(argv: list[str]) -> list[str]:
 
 def run(body: Callable[[ml_collections.ConfigDict, str], object], argv: list[str] | None = None) -> None:
     """`app.run` with the shared flag parsing; an `XltError` from `body(config, workdir)` (bad data or config,
-    a diverged run) ends the process with `error: <message>` instead of a traceback."""
+    a diverged run) ends the process with `error: <message>` instead of a traceback, `Preempted` with its
+    message on stderr and status 0 (the checkpoint is saved; the scheduler should just rerun the command)."""
 
     def main(args: list[str]) -> None:
         if len(args) > 1:
@@ -88,6 +90,8 @@ def run(body: Callable[[ml_collections.ConfigDict, str], object], argv: list[str
         except XltError as e:
             logging.error("%s: %s", type(e).__name__, e)
             sys.exit(f"error: {e}")
+        except Preempted as e:
+            print(e, file=sys.stderr, flush=True)
 
     app.run(main, argv=argv, flags_parser=parse_flags)
 

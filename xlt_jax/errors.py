@@ -33,3 +33,15 @@ class TransformError(XltError, ValueError):
 
 class TrainingDiverged(XltError, RuntimeError):
     """The loss or gradient norm became NaN/Inf; the run stopped without saving that state."""
+
+
+class Preempted(Exception):
+    """SIGTERM (a preemption notice) ended the run after saving a checkpoint; rerunning resumes there.
+
+    Not an `XltError`: nothing failed, and the protocol runner must stop rather than go on with other steps.
+    The binaries exit with status 0.
+    """
+
+
+class CheckpointError(XltError, RuntimeError):
+    """No checkpoint of a run directory could be restored; the message lists what was wrong with each."""

@@ -38,6 +38,7 @@ def distributed_block() -> ml_collections.ConfigDict:
         num_processes=0,  # 0 = env JAX_NUM_PROCESSES (or auto-detected)
         process_id=-1,  # -1 = env JAX_PROCESS_ID (or auto-detected)
         initialize=False,  # call jax.distributed.initialize() even without an address (TPU pods auto-detect)
+        heartbeat_timeout_seconds=100,  # a host silent this long is dead: the others abort (JAX's default)
     ))
 
 

@@ -147,6 +147,8 @@ def pretrain_config(
         max_to_keep=3,  # checkpoints kept
         async_checkpointing=True,  # write checkpoints in the background
         prefetch_batches=2,  # input batches built ahead in a background thread (the wait is logged)
+        nonfinite_policy="stop",  # NaN/Inf loss or gradient: stop (last checkpoint stays good) | skip the update
+        max_consecutive_skips=5,  # skip policy: this many skipped steps in a row still stop the run
         compilation_cache="auto",  # persistent XLA cache: auto = $XLT_CACHE_DIR/jax (~/.cache/xlt_jax/jax), "" = off
     ))
 
@@ -157,6 +159,7 @@ def pretrain_config(
         num_processes=0,  # 0 = env JAX_NUM_PROCESSES (or auto-detected)
         process_id=-1,  # -1 = env JAX_PROCESS_ID (or auto-detected)
         initialize=False,  # call jax.distributed.initialize() even without an address (TPU pods auto-detect)
+        heartbeat_timeout_seconds=100,  # a host silent this long is dead: the others abort (JAX's default)
     ))
 
     if smoke:

@@ -25,6 +25,9 @@ RERUNNABLE = ("evaluate", "align")  # steps whose rows are simply written again 
 NON_SEMANTIC_KEYS = frozenset({
     "log_every", "checkpoint_every", "max_to_keep", "async_checkpointing", "eval_every", "eval_max_batches",
     "cache_dir", "mesh", "distributed", "batch_size", "prefetch_batches", "compilation_cache",
+    # NaN handling: a run that finished under the default "stop" met no NaN, so "skip" would compute the same
+    # (and workdirs finished before these keys existed stay resumable).
+    "nonfinite_policy", "max_consecutive_skips",
 })
 
 

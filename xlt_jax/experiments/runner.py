@@ -5,6 +5,10 @@ an `XltError` (bad data or config, a diverged run) blocks only the steps that ne
 rerun resumes from the failed ones. Several runners may share a workdir: each holds a lock on the step it
 runs (`steplock.py`), so a step runs once and the others wait for it. Evaluation and alignment rows go to
 `results_dir/results.jsonl`.
+
+Interruptions: a killed evaluation whose rows reached results.jsonl before its DONE.json did is not run
+again; its rows (tagged with the step and its fingerprint) are adopted, so no row is written twice. SIGTERM
+stops the runner at the next step boundary (a training step saves its checkpoint first) with exit status 0.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from collections.abc import Callable, Sequence
 from etils import epath
 
 from xlt_jax import results, storage
-from xlt_jax.errors import ConfigError, XltError
+from xlt_jax.errors import ConfigError, Preempted, XltError
 from xlt_jax.experiments import eta, markers, steplock
 from xlt_jax.experiments.plan import Step
 
@@ -52,12 +56,39 @@ def execute(step: Step, results_dir: epath.Path) -> dict:
     if step.kind == "evaluate":
         from xlt_jax.finetuning import evaluation
 
-        return {"rows": _row_summary(evaluation.run(step.config, results_dir))}
+        tags = evaluation_tags(step)
+        rows = appended_rows(results_dir, tags)
+        if rows:
+            logging.warning("%s: its %d rows are already in %s (the run stopped before DONE.json); not evaluating "
+                            "again", step.name, len(rows), results.results_path(results_dir))
+        else:
+            rows = evaluation.run(step.config, results_dir, row_tags=tags)
+        return {"rows": _row_summary(rows)}
     if step.kind == "align":
         from xlt_jax.analysis import runner as align_runner
 
         return {"rows": _row_summary(align_runner.run(step.config, results_dir))}
     raise ConfigError(f"{step.name}: kind {step.kind!r} is not runnable")
+
+
+def evaluation_tags(step: Step) -> dict[str, str]:
+    """What an evaluation step writes into its rows' `extra`: which step, config and code wrote them."""
+    return {"protocol_step": step.name, "protocol_fingerprint": markers.fingerprint(step),
+            "protocol_commit": results.code_commit()}
+
+
+def appended_rows(results_dir: epath.Path, tags: dict[str, str]) -> list[results.ResultRow]:
+    """The rows an earlier, interrupted attempt of the same step appended, if all of them are there.
+
+    One attempt appends its rows with one locked write, and each row says how many it wrote with it
+    (`extra.rows_in_batch`), so a complete batch is recognisable.
+    """
+    if not results.has_rows(results_dir):
+        return []
+    mine = [r for r in results.read_rows(results_dir) if all(r.extra.get(k) == v for k, v in tags.items())]
+    if mine and len(mine) == mine[-1].extra.get("rows_in_batch"):
+        return mine
+    return []
 
 
 def _row_summary(rows: Sequence[results.ResultRow]) -> list[dict]:
@@ -88,10 +119,14 @@ def run_steps(plan: Sequence[Step], status: dict[str, str], seen: dict[str, dict
     blocked: set[str] = set()
     clock = eta.PlanClock()
     lock = jax.process_count() == 1  # several runners on one workdir: each step runs once (steplock.py)
-    with compilation_cache(cache, results_dir):
+    from xlt_jax.training import preemption
+
+    with preemption.watch(), compilation_cache(cache, results_dir):
         for i, step in enumerate(plan, start=1):
             if status[step.name] not in ("todo", "stale"):
                 continue
+            if preemption.requested():  # SIGTERM during an evaluation (no checkpoint to save): stop here
+                raise Preempted(f"preempted: stopped before {step.name}; rerun the same command to resume")
             if any(d in blocked for d in step.after):
                 blocked.add(step.name)
                 logging.warning("not running %s: it needs %s, which failed", step.name, ", ".join(step.after))

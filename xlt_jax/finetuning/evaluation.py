@@ -281,8 +281,14 @@ def check_config(config: ml_collections.ConfigDict) -> None:
     row_setting(config.setting, train_lang="", train_transform="none", lang="", eval_transform="none")
 
 
-def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> list[results.ResultRow]:
-    """Evaluate every target of `config.targets`; append the rows to WORKDIR/results.jsonl and return them."""
+def run(
+    config: ml_collections.ConfigDict, workdir: str | os.PathLike, *, row_tags: Mapping[str, Any] | None = None
+) -> list[results.ResultRow]:
+    """Evaluate every target of `config.targets`; append the rows to WORKDIR/results.jsonl and return them.
+
+    `row_tags` go into every row's `extra`, with `rows_in_batch` (how many rows this call appends in its one
+    write), so that a caller can recognise its own complete batch later (the protocol runner does).
+    """
     check_config(config)
     targets = parse_targets(config.targets)
     distributed.maybe_initialize(config.distributed)
@@ -291,6 +297,9 @@ def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> list[r
     rows: list[results.ResultRow] = []
     for lang, transform in targets:
         rows += evaluator.evaluate(lang, transform, split)
+    if row_tags is not None:
+        tags = {**row_tags, "rows_in_batch": len(rows)}
+        rows = [dataclasses.replace(r, extra={**r.extra, **tags}) for r in rows]
     if jax.process_index() == 0:
         path = results.append_rows(workdir, rows)
         logging.info("appended %d rows to %s", len(rows), path)

@@ -6,7 +6,9 @@ pretrained run (config, tokenizer, checkpoint), the training split (`tasks.prepa
 (resized if the training data needs more vocabulary copies than the pretrained model has, see
 `vocab_resize`). Training is the reference recipe (REFERENCE_SPEC §4.2): AdamW, linear warmup/decay,
 fixed epochs, no checkpoint selection; the train step is the pretraining trainer's own
-(`training.steps.make_train_step`), the task model exposing the same `loss` interface.
+(`training.steps.make_train_step`), the task model exposing the same `loss` interface. As in pretraining,
+SIGTERM saves the next step and stops with `Preempted`, and a damaged newest checkpoint is set aside for
+the previous good one.
 
 Batches are shuffled per epoch by a permutation keyed by (seed, epoch) and cropped to bucket lengths, so
 the step compiles once per bucket. Rerunning the same command resumes from the last checkpoint: the
@@ -38,7 +40,7 @@ from xlt_jax.data.vocab import VocabLayout
 from xlt_jax.errors import ConfigError
 from xlt_jax.finetuning import artifacts, loading, pretrained, text_to_text
 from xlt_jax.finetuning.task_model import TASK_KIND, HeadSpec, resolve_kind, task_model_fn
-from xlt_jax.training import checkpointing, distributed, loop, optimizer, partitioning, steps
+from xlt_jax.training import checkpointing, distributed, loop, optimizer, partitioning, preemption, steps
 from xlt_jax.training import state as state_lib
 from xlt_jax.training.writers import MetricWriter
 
@@ -218,7 +220,7 @@ class _Finetuner:
         self.schedule = optimizer.learning_rate_schedule(config.optimizer, self.total)
         self.checkpointer = checkpointing.Checkpointer(
             workdir / artifacts.CHECKPOINT_DIR, max_to_keep=int(config.train.max_to_keep),
-            async_save=bool(config.train.async_checkpointing),
+            async_save=bool(config.train.async_checkpointing), owner=True,
         )
         try:
             self._init_state(pre, model_config, head, layout, data.transform, copies, kind)
@@ -233,12 +235,12 @@ class _Finetuner:
     ) -> None:
         """The pretrained start (first invocation) or the last checkpoint (a rerun), and the train step."""
         config, workdir = self.config, self.workdir
-        latest = self.checkpointer.latest_step()
+        fresh = not self.checkpointer.all_steps()
 
         def model_fn_for(vocab_size: int):
             return task_model_fn(model_config, vocab_size, head)
 
-        if latest is None:
+        if fresh:
             created = loading.init_finetune_state(
                 model_fn_for, self.tx, state_dir=pre.state_dir, saved_layout=pre.layout, target_layout=layout,
                 mesh=self.mesh, rules=self.rules, seed=int(config.seed),
@@ -250,7 +252,7 @@ class _Finetuner:
             created = state_lib.create_train_state(
                 model_fn_for(layout.size), self.tx, self.mesh, self.rules, int(config.seed), initialize=False
             )
-            self.state, data_state = self.checkpointer.restore(latest, created.state)
+            latest, self.state, data_state = self.checkpointer.restore_latest(created.state)
             if data_state.get("fingerprint") != self.fingerprint:
                 raise ConfigError(
                     f"{workdir}: its checkpoints were written for other training data or batch settings "
@@ -302,7 +304,9 @@ class _Finetuner:
                 step += 1
                 pending.append(metrics)
                 tokens += int(np.prod(local["input_ids"].shape)) * jax.process_count()
+                preempted = step < end and preemption.reached(step)  # the same step on every host
                 save_now = step == self.total or (cfg.checkpoint_every > 0 and step % int(cfg.checkpoint_every) == 0)
+                save_now = save_now or preempted
                 if step % int(cfg.log_every) == 0 or step == end or save_now:
                     for m in jax.device_get(pending):
                         meter.add(m)
@@ -313,6 +317,9 @@ class _Finetuner:
                     t0, tokens = time.perf_counter(), 0
                 if save_now:
                     self.checkpointer.save(step, self.state, {"step": step, "fingerprint": self.fingerprint})
+                if preempted:
+                    self.checkpointer.wait()
+                    raise preemption.stop(step, "fine-tuning", self.checkpointer.directory)
                 if step >= end:
                     break
         if start >= end:
@@ -338,14 +345,16 @@ def run(
 ) -> FinetuneResult:
     """Fine-tune as `config` says into `workdir`; resumes from its last checkpoint if there is one.
 
-    `stop_after` ends this invocation after that step without a final checkpoint (as a preemption would).
+    `stop_after` ends this invocation after that step without a final checkpoint (as a hard kill would);
+    SIGTERM raises `Preempted` once the next step is saved.
     """
     check_config(config)
     distributed.maybe_initialize(config.distributed)
     workdir = storage.workdir_path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
-    finetuner = _Finetuner(config, workdir)
-    try:
-        return finetuner.run(stop_after)
-    finally:
-        finetuner.close()
+    with preemption.watch():
+        finetuner = _Finetuner(config, workdir)
+        try:
+            return finetuner.run(stop_after)
+        finally:
+            finetuner.close()

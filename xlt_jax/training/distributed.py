@@ -6,6 +6,12 @@ the environment (`JAX_COORDINATOR_ADDRESS`, `JAX_NUM_PROCESSES`, `JAX_PROCESS_ID
 `XLT_DISTRIBUTED_INITIALIZE=1` in the environment does the same for every config of a process, so
 `tpu/launch.sh` can start any binary (the protocol runner's nested configs included) on all workers.
 Must run before anything touches the devices.
+
+A host that dies (killed, VM lost) stops sending heartbeats; after `distributed.heartbeat_timeout_seconds`
+the coordination service declares it dead and every other host aborts with "Terminating process because
+the JAX distributed service detected fatal errors" instead of waiting forever in a collective (a dead
+coordinator, process 0, is noticed at the next failed heartbeat, within a second or so). Rerunning all
+hosts then resumes from the last checkpoint.
 """
 
 from __future__ import annotations
@@ -61,9 +67,13 @@ def maybe_initialize(dist_config: ml_collections.ConfigDict) -> bool:
     kwargs = settings(dist_config)
     if kwargs is None:
         return False
-    jax.distributed.initialize(**kwargs)
+    heartbeat = int(dist_config.heartbeat_timeout_seconds)
+    if heartbeat < 1:
+        raise ConfigError(f"distributed.heartbeat_timeout_seconds={heartbeat} must be >= 1")
+    jax.distributed.initialize(**kwargs, heartbeat_timeout_seconds=heartbeat)
     logging.info(
-        "jax.distributed: process %d of %d, %d local / %d global devices",
-        jax.process_index(), jax.process_count(), jax.local_device_count(), jax.device_count(),
+        "jax.distributed: process %d of %d, %d local / %d global devices; a host silent for %d s is declared "
+        "dead and the others abort",
+        jax.process_index(), jax.process_count(), jax.local_device_count(), jax.device_count(), heartbeat,
     )
     return True

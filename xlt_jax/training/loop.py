@@ -6,11 +6,15 @@ input pipeline), model and sharded state. Then, per step: this host's rows of th
 arrays → one jitted update. Metrics come back one step late (the host reads step s while step s+1 runs),
 except before a checkpoint or evaluation, which first check the step they save: a NaN/Inf loss or gradient
 norm stops the run with `TrainingDiverged` before that state can be written, so the last checkpoint on
-disk is always a good one.
+disk is always a good one. With `train.nonfinite_policy="skip"` the jitted step instead leaves parameters
+and optimizer slots unchanged on such a batch (no extra host sync), the skips are counted
+(`train/skipped_steps`), and only `train.max_consecutive_skips` of them in a row stop the run.
 
-Rerunning the same command resumes from the last checkpoint: parameters, optimizer slots, step, RNG and
-each host's iterator position are restored together, so the run continues with exactly the batches (and
-dropout masks) it would have seen without the interruption.
+Rerunning the same command resumes from the newest checkpoint that restores and verifies (damaged newer
+ones are set aside, see `checkpointing`): parameters, optimizer slots, step, RNG and each host's iterator
+position are restored together, so the run continues with exactly the batches (and dropout masks) it would
+have seen without the interruption. SIGTERM (preemption) saves the next step boundary's state on every
+host and stops with `Preempted` (`preemption.py`; the binary exits 0).
 """
 
 from __future__ import annotations
@@ -19,9 +23,7 @@ import copy
 import dataclasses
 import json
 import logging
-import math
 import os
-import re
 import time
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -34,10 +36,22 @@ from etils import epath
 
 from xlt_jax import storage
 from xlt_jax.data.pretrain import pipeline
-from xlt_jax.errors import ConfigError, TrainingDiverged
+from xlt_jax.errors import ConfigError, TrainingDiverged  # noqa: F401 - TrainingDiverged: loop's public API
 from xlt_jax.models import build_model
-from xlt_jax.training import checkpointing, compile_cache, distributed, inputs, optimizer, partitioning, prefetch, steps
+from xlt_jax.training import (
+    checkpointing,
+    compile_cache,
+    distributed,
+    inputs,
+    nonfinite,
+    optimizer,
+    partitioning,
+    preemption,
+    prefetch,
+    steps,
+)
 from xlt_jax.training import state as state_lib
+from xlt_jax.training.metrics import IntervalMeter, format_duration, metric_tag, progress_line, summarize  # noqa: F401
 from xlt_jax.training.writers import MetricWriter
 
 CHECKPOINT_DIR = "checkpoints"
@@ -129,86 +143,6 @@ def _tokens_per_example(batch: Mapping[str, np.ndarray]) -> int:
     return sum(int(np.shape(batch[k])[1]) for k in keys)
 
 
-class IntervalMeter:
-    """Sums of per-step metric sums between two log points, turned into means and accuracies."""
-
-    def __init__(self, lang_names: list[str]):
-        self.lang_names = lang_names
-        self.reset()
-
-    def reset(self) -> None:
-        self.sums: dict[str, np.ndarray] = {}
-        self.count = 0
-        self.last: dict[str, float] = {}
-
-    def add(self, metrics: Mapping[str, np.ndarray]) -> None:
-        for key, value in metrics.items():
-            value = np.asarray(value, np.float64)
-            self.sums[key] = self.sums.get(key, 0.0) + value
-        self.last = {k: float(v) for k, v in metrics.items() if np.ndim(v) == 0}
-        self.count += 1
-
-    def scalars(self, prefix: str) -> dict[str, float]:
-        return summarize(self.sums, self.lang_names, prefix, steps=self.count, last=self.last)
-
-
-def summarize(
-    sums: Mapping[str, np.ndarray],
-    lang_names: list[str],
-    prefix: str,
-    *,
-    steps: int = 0,
-    last: Mapping[str, float] | None = None,
-) -> dict[str, float]:
-    """Loss/accuracy overall and per language from metric sums (per-step means for train-only values)."""
-    out: dict[str, float] = {}
-    weight = float(sums.get("weight_sum", 0.0))
-    if weight > 0:
-        out[f"{prefix}/accuracy"] = float(sums["correct_sum"]) / weight
-        out[f"{prefix}/token_loss"] = float(sums["loss_sum"]) / weight
-    if steps and "loss" in sums:
-        out[f"{prefix}/loss"] = float(sums["loss"]) / steps
-        out[f"{prefix}/grad_norm"] = float(sums["grad_norm"]) / steps
-    if "mlm_overflow" in sums:  # predictions dropped by data.max_predictions_per_seq (should stay ~0)
-        out[f"{prefix}/mlm_overflow"] = float(sums["mlm_overflow"])
-    if steps and "input_wait_s" in sums:  # time a step waited for its batch (the host starving the devices)
-        out[f"{prefix}/input_wait_s"] = float(sums["input_wait_s"]) / steps
-    elif weight > 0:
-        out[f"{prefix}/loss"] = out[f"{prefix}/token_loss"]
-    if last and "learning_rate" in last:
-        out[f"{prefix}/learning_rate"] = last["learning_rate"]
-    lang_weight = np.asarray(sums.get("lang_weight_sum", []), np.float64)
-    for i, lang in enumerate(lang_names[: len(lang_weight)]):
-        name = metric_tag(lang)
-        if lang_weight[i] > 0:
-            out[f"{prefix}/accuracy/{name}"] = float(sums["lang_correct_sum"][i] / lang_weight[i])
-            out[f"{prefix}/loss/{name}"] = float(sums["lang_loss_sum"][i] / lang_weight[i])
-    return out
-
-
-def metric_tag(name: str) -> str:
-    """A language name as TensorBoard keeps it ('en~inv' -> 'en_inv'; tensorboardX would rename it silently)."""
-    return re.sub(r"[^-\w.]", "_", name)
-
-
-def format_duration(seconds: float) -> str:
-    seconds = int(max(seconds, 0))
-    days, rest = divmod(seconds, 86400)
-    hours, rest = divmod(rest, 3600)
-    minutes, secs = divmod(rest, 60)
-    return (f"{days}d " if days else "") + f"{hours:02d}:{minutes:02d}:{secs:02d}"
-
-
-def progress_line(step: int, total: int, scalars: Mapping[str, float], step_time: float, tokens_per_s: float) -> str:
-    eta = format_duration((total - step) * step_time)
-    return (
-        f"step {step}/{total} ({100.0 * step / total:.1f}%) | loss {scalars.get('train/loss', math.nan):.4f} "
-        f"acc {scalars.get('train/accuracy', math.nan):.4f} | lr {scalars.get('train/learning_rate', 0.0):.3e} | "
-        f"{step_time:.3f} s/step {tokens_per_s:,.0f} tok/s | input wait "
-        f"{1000 * scalars.get('train/input_wait_s', 0.0):.1f} ms/step | ETA {eta}"
-    )
-
-
 # -- the loop ---------------------------------------------------------------------------------------
 
 
@@ -221,6 +155,7 @@ class _Trainer:
         self.rules = partitioning.logical_rules(config.mesh.rules)
         check_batch_sizes(config, self.mesh)
         check_host_rows(self.mesh, int(config.data.global_batch_size))
+        nonfinite.check_config(config.train)
 
         self.tokenizer, self.data = inputs.build_data(config, workdir)
         logging.info("pretraining data: %s", json.dumps(self.data.describe()))
@@ -234,19 +169,20 @@ class _Trainer:
             workdir / CHECKPOINT_DIR,
             max_to_keep=int(config.train.max_to_keep),
             async_save=bool(config.train.async_checkpointing),
+            owner=True,
         )
-        latest = self.checkpointer.latest_step()
+        fresh = not self.checkpointer.all_steps()
         vocab_size = self.data.vocab_size
         created = state_lib.create_train_state(
             lambda rngs: build_model(config.model, vocab_size, rngs=rngs),
-            self.tx, self.mesh, self.rules, int(config.seed), initialize=latest is None,
+            self.tx, self.mesh, self.rules, int(config.seed), initialize=fresh,
         )
         self.shardings, self.model_def = created.shardings, created.model_def
         self.train_iter = self.data.train_iterator(jax.process_index(), jax.process_count())
-        if latest is None:
+        if fresh:
             self.state = created.state
-        else:
-            self.state, data_state = self.checkpointer.restore(latest, created.state)
+        else:  # the newest checkpoint that restores and verifies (always one: else CheckpointError)
+            latest, self.state, data_state = self.checkpointer.restore_latest(created.state)
             self.train_iter.set_state(data_state)
             logging.info("resumed from %s at step %d", self.checkpointer.directory, latest)
         logging.info("model: %d parameters, vocabulary %d", state_lib.parameter_count(self.state), vocab_size)
@@ -254,28 +190,21 @@ class _Trainer:
         parameter_overview.log_parameter_overview(self.state.params, include_stats="sharding", jax_logging_process=0)
         self.train_step = steps.make_train_step(
             self.model_def, self.tx, self.schedule, mesh=self.mesh, state_shardings=self.shardings,
-            grad_accum_steps=int(config.train.grad_accum_steps),
+            grad_accum_steps=int(config.train.grad_accum_steps), skip_nonfinite=config.train.nonfinite_policy == "skip",
         )
+        self.nonfinite = nonfinite.NonfiniteGuard(config.train, self._last_checkpoint)
         self.eval_step = steps.make_eval_step(self.model_def, mesh=self.mesh, param_shardings=self.shardings.params)
         self.writer = MetricWriter(workdir)
         self.writer.write_texts(int(jax.device_get(self.state.step)), {"config": config.to_json_best_effort(indent=1)})
         self.lang_names = self.data.lang_names
 
     # -- pieces of a step --------------------------------------------------------------------------
-    def _check_finite(self, step: int, metrics: Mapping[str, np.ndarray]) -> None:
-        loss, grad_norm = float(metrics["loss"]), float(metrics["grad_norm"])
-        if not (math.isfinite(loss) and math.isfinite(grad_norm)):
-            self.checkpointer.wait()
-            last = self.checkpointer.latest_step()
-            where = (
-                f"the last good checkpoint is step {last} in {self.checkpointer.directory}"
-                if last is not None
-                else "no checkpoint was written yet"
-            )
-            raise TrainingDiverged(
-                f"non-finite training loss at step {step} (loss={loss}, grad_norm={grad_norm}); stopping without "
-                f"saving this state; {where}. Lower optimizer.learning_rate or raise optimizer.warmup_steps."
-            )
+    def _last_checkpoint(self) -> str:
+        self.checkpointer.wait()
+        last = self.checkpointer.latest_step()
+        if last is None:
+            return "no checkpoint was written yet"
+        return f"the last good checkpoint is step {last} in {self.checkpointer.directory}"
 
     def evaluate(self, step: int) -> dict[str, float]:
         t0 = time.perf_counter()
@@ -307,7 +236,7 @@ class _Trainer:
 
     def log_interval(self, step: int, meter: IntervalMeter, seconds: float, tokens_per_step: int) -> None:
         """Train metrics of the steps since the last log point, and the progress line with ETA."""
-        step_time = seconds / meter.count
+        step_time = seconds / (meter.count + meter.skipped)
         scalars = meter.scalars("train")
         scalars["train/step_time_s"] = step_time
         scalars["train/tokens_per_s"] = tokens_per_step / step_time
@@ -344,9 +273,13 @@ class _Trainer:
             step, metrics = pending
             pending = None
             host = jax.device_get(metrics)
-            self._check_finite(step, host)
-            meter.add(host)
-            history.append({"step": step, **{k: float(host[k]) for k in ("loss", "grad_norm", "learning_rate")}})
+            applied = self.nonfinite.check(step, host)  # raises TrainingDiverged when the run must stop
+            if applied:
+                meter.add(host)
+            else:
+                meter.add_skipped()
+            history.append({"step": step, **{k: float(host[k]) for k in ("loss", "grad_norm", "learning_rate")},
+                            "skipped": float(not applied)})
 
         if start >= end:
             logging.info("nothing to do: step %d >= %d", start, end)
@@ -363,17 +296,22 @@ class _Trainer:
                     self.state, metrics = self.train_step(self.state, batch)
                     settle()  # the previous step's metrics, while this one runs
                     pending = (step, {**metrics, **host_figures["metrics"], "input_wait_s": wait})
-                    log_now = step % int(cfg.log_every) == 0 or step == end
+                    preempted = step < end and preemption.reached(step)  # the same step on every host
+                    log_now = step % int(cfg.log_every) == 0 or step == end or preempted
                     eval_now = cfg.eval_every > 0 and (step % int(cfg.eval_every) == 0 or step == self.total_steps)
-                    save_now = step % int(cfg.checkpoint_every) == 0 or step == self.total_steps
+                    eval_now = eval_now and not preempted  # the grace period is short: save and go
+                    save_now = step % int(cfg.checkpoint_every) == 0 or step == self.total_steps or preempted
                     if log_now or eval_now or save_now:
                         settle()
-                    if log_now and meter.count:
+                    if log_now and meter.count + meter.skipped:
                         self.log_interval(step, meter, time.perf_counter() - interval_start - paused, tokens_per_step)
                         interval_start, paused = time.perf_counter(), 0.0
                     t0 = time.perf_counter()
                     if save_now:
                         self.save(step, data_state)
+                    if preempted:
+                        self.checkpointer.wait()
+                        raise preemption.stop(step, "pretraining", self.checkpointer.directory)
                     if eval_now:
                         evals.append({"step": step, **self.evaluate(step)})
                     paused += time.perf_counter() - t0
@@ -393,13 +331,14 @@ def run(
 ) -> RunResult:
     """Pretrain as `config` says, in `workdir`; resumes from the last checkpoint there if there is one.
 
-    `stop_after` ends this invocation after that global step without a final checkpoint, as a preemption
-    would (tests use it to check that a rerun continues exactly).
+    `stop_after` ends this invocation after that global step without a final checkpoint, as a hard kill
+    would (tests use it to check that a rerun continues exactly). SIGTERM raises `Preempted` once the next
+    step is saved.
     """
     distributed.maybe_initialize(config.distributed)
     workdir = storage.workdir_path(workdir)  # absolute (Orbax needs it) or gs://
     workdir.mkdir(parents=True, exist_ok=True)
-    with compile_cache.persistent_cache(str(config.train.compilation_cache)):
+    with preemption.watch(), compile_cache.persistent_cache(str(config.train.compilation_cache)):
         trainer = _Trainer(config, workdir)
         try:
             return trainer.run(stop_after)

@@ -65,8 +65,14 @@ def make_train_step(
     mesh: Mesh,
     state_shardings: TrainState,
     grad_accum_steps: int = 1,
+    skip_nonfinite: bool = False,
 ) -> TrainStep:
-    """Jitted `(state, batch) -> (state, metrics)`; the batch's leading axis is sharded over (data, fsdp)."""
+    """Jitted `(state, batch) -> (state, metrics)`; the batch's leading axis is sharded over (data, fsdp).
+
+    `skip_nonfinite`: a batch whose loss or gradient norm is NaN/Inf leaves parameters and optimizer slots
+    as they were (selected on the devices, so the host need not look first); the step counter still
+    advances, as the batch was consumed, and `metrics["skipped"]` is 1.
+    """
     grad_fn = jax.value_and_grad(_weighted_loss_fn(model_def), has_aux=True)
 
     def step_fn(state: TrainState, batch: Batch) -> tuple[TrainState, Metrics]:
@@ -96,6 +102,11 @@ def make_train_step(
         metrics["loss"] = wloss / denom
         metrics["grad_norm"] = optax.tree.norm(grads)
         metrics["learning_rate"] = jnp.asarray(schedule(state.step), jnp.float32)
+        if skip_nonfinite:
+            finite = jnp.isfinite(metrics["loss"]) & jnp.isfinite(metrics["grad_norm"])
+            keep = lambda new, old: jnp.where(finite, new, old)
+            params, opt_state = jax.tree.map(keep, (params, opt_state), (state.params, state.opt_state))
+            metrics["skipped"] = 1.0 - finite.astype(jnp.float32)
         new_state = state.replace(step=state.step + 1, params=params, opt_state=opt_state)
         return new_state, metrics
 
