@@ -193,6 +193,8 @@ def test_pretraining_text_from_any_source_is_parsed_and_reordered(tiny_model, pa
     assert [sorted(d.split()) for d in derived] == [sorted(o.split()) for o in original]  # line i reordered
     assert sum(d != o for d, o in zip(derived, original, strict=True)) > 50
     assert "(trees: udpipe parses)" in inputs.describe_corpus(config)
+    config.corpus.source = "treebank:{lang}"  # the treebank's own sentences: their gold trees win over parses
+    assert inputs.derives_from_trees(config) and not inputs.derives_from_parses(config)
 
 
 def _protocol_config(arg: str):
@@ -221,10 +223,27 @@ def test_protocol_with_a_parser_runs_syntax_on_ner_nli_and_tatoeba(tiny_model, t
 
     with pytest.raises(ConfigError, match="no UD train treebank for 'hi'"):
         protocol.build_plan(_protocol_config(arg.replace("syntax:fr", "syntax:en") + ",lang=hi"), tmp_path)
+    english_for_hindi = _protocol_config(arg.replace("syntax:fr", "syntax:en") + ",lang=hi")
+    english_for_hindi.syntax.model = tiny_model["model"]
+    with pytest.raises(ConfigError, match="trained on 'en' trees, not 'hi' ones"):
+        protocol.build_plan(english_for_hindi, tmp_path)
     missing = _protocol_config(arg)
     missing.syntax.model = str(tmp_path / "none-{lang}.udpipe")
     with pytest.raises(ConfigError, match="train it with `python -m xlt_jax.data.parse train --lang en`"):
         protocol.build_plan(missing, tmp_path)
+
+
+def test_paper_grid_with_a_parser_runs_english_syntax_on_ner_and_says_why_hindi_cannot(tiny_model, tmp_path):
+    from xlt_jax.experiments import grid
+
+    paper = runpy.run_path(str(REPO / "configs" / "experiments" / "paper.py"))["get_config"]
+    config = paper("langs=hi+en,transforms=syntax,variants=parallel,tasks=ner,smoke,align=false,trees=udpipe")
+    config.protocol.syntax.model = tiny_model["model"].replace("en.udpipe", "{lang}.udpipe")  # one per language
+    built = grid.build_grid(config, tmp_path, corpus=lambda c: c.corpus.source)
+    assert list(built.plans) == ["en_syntax-fr_parallel"]
+    assert "no UD train treebank for 'hi'" in built.unavailable["hi_syntax-en_parallel"]
+    steps = {s.name.split("/", 1)[1] for s in built.plan}
+    assert {"finetune/ner/bilingual-derived-s42", "evaluate/ner/BZ-s42"} <= steps
 
 
 def test_stanza_without_its_package_or_models_is_a_clear_error(parse_cache):

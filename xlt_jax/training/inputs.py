@@ -61,14 +61,20 @@ def _derives_syntax(config: ml_collections.ConfigDict) -> bool:
     return syntax_target(config.data.transform) is not None and not config.corpus.derived_source
 
 
+def _treebank_source(config: ml_collections.ConfigDict) -> bool:
+    langs = languages(config)
+    return len(langs) == 1 and config.corpus.source.format(lang=langs[0]) == TREEBANK_SOURCE.format(lang=langs[0])
+
+
 def derives_from_trees(config: ml_collections.ConfigDict) -> bool:
-    """Whether the derived language is made here from gold trees (a syntax stage, no `corpus.derived_source`)."""
-    return _derives_syntax(config) and syntax_trees(config) == "gold"
+    """Whether the derived language is made here from gold trees (a syntax stage, no `corpus.derived_source`;
+    `syntax.trees=gold`, or a parser but the treebank's own sentences: gold trees win over parses)."""
+    return _derives_syntax(config) and (syntax_trees(config) == "gold" or _treebank_source(config))
 
 
 def derives_from_parses(config: ml_collections.ConfigDict) -> bool:
     """Whether the derived language is made here from parses of the original text (`syntax.trees` a parser)."""
-    return _derives_syntax(config) and syntax_trees(config) != "gold"
+    return _derives_syntax(config) and not derives_from_trees(config)
 
 
 def corpus_variant(config: ml_collections.ConfigDict) -> str:

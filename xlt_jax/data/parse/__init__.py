@@ -18,6 +18,7 @@ so Hindi and Arabic text cannot be parsed here; their *target* order statistics 
 from __future__ import annotations
 
 import functools
+import json
 import os
 import pathlib
 import re
@@ -86,6 +87,10 @@ def parser_problem(trees: str, lang: str, model: str = "") -> str | None:
         return None
     path = model_path(lang, model)
     if path.is_file():
+        trained_for = _record(path).get("lang", lang)
+        if trained_for != lang:
+            return (f"syntax.model: {path} was trained on {trained_for!r} trees, not {lang!r} ones (use a path with "
+                    "{lang}, one model per language)")
         return None
     from xlt_jax.data.parse import udpipe
 
@@ -105,10 +110,19 @@ def get_parser(trees: str, lang: str, model: str = "") -> Parser:
         return StanzaParser(lang, model)
     from xlt_jax.data.parse.udpipe import UDPipeParser
 
-    path = model_path(lang, model)
-    if not path.is_file():
-        raise ConfigError(parser_problem(trees, lang, model))
-    return UDPipeParser(path)
+    problem = parser_problem(trees, lang, model)
+    if problem:
+        raise ConfigError(problem)
+    return UDPipeParser(model_path(lang, model))
+
+
+def _record(path: pathlib.Path) -> dict:
+    """The training record `train` saves beside a model (`PATH.json`), or {} for a model without one."""
+    record = path.with_name(path.name + ".json")
+    try:
+        return json.loads(record.read_text()) if record.is_file() else {}
+    except (OSError, json.JSONDecodeError):
+        return {}
 
 
 def parse_sentences(words_list: Sequence[Sequence[str]], lang: str, *, trees: str = "udpipe", model: str = "",
