@@ -9,9 +9,9 @@ export XLT_DATA_DIR ?= $(abspath data)
 export XLA_FLAGS ?= --xla_force_host_platform_device_count=8
 PYTEST_ARGS ?= -n 2 --dist loadfile
 # Every extra is installed for the tests (hf: PyTorch peer and interop; tpu: libtpu for ahead-of-time TPU
-# compiles; tfds: `tfds:` sources on a dataset built locally), and a test whose extra is missing fails
-# instead of skipping.
-EXTRAS ?= test,hf,tpu,tfds
+# compiles; tfds: `tfds:` sources on a dataset built locally; parse: UDPipe for syntax on parsed text), and
+# a test whose extra is missing fails instead of skipping.
+EXTRAS ?= test,hf,tpu,tfds,parse
 export XLT_REQUIRE_EXTRAS ?= 1
 
 .PHONY: install data demo replicate test test-slow fuzz chaos bench lint clean

@@ -1,4 +1,4 @@
-"""Install xlt_jax: `pip install -e .[test]` (add `tfds` on TPU VMs, `hf` for interop)."""
+"""Install xlt_jax: `pip install -e .[test]` (add `tfds` on TPU VMs, `hf` for interop, `parse` for UDPipe)."""
 
 from setuptools import find_packages, setup
 
@@ -35,6 +35,9 @@ EXTRAS = {
     "gcs": GCS,
     # libtpu as `jax[tpu]` pins it for the installed jax: compiles TPU programs ahead of time on any machine.
     "tpu": ["jax[tpu]", *GCS],
+    # parse: UDPipe 1 parses text for syntax:LANG where no gold trees exist (models trained here, offline);
+    # Stanza, the paper's parser, is not an extra: its models download at run time (install it on a TPU VM).
+    "parse": ["ufal.udpipe>=1.3"],
 }
 
 setup(

@@ -53,6 +53,7 @@ def get_config(arg=None):
     c.corpus = a.corpus  # rows' `corpus`: the bilingual pretraining corpus variant ("" = unlabelled)
     c.twin = a.twin  # rows' `twin`: a monolingual model's bilingual partner (its MZ baseline); "" for BZ/BS
     c.transform_seed = 0  # keys the evaluation data's transformation (permutations)
+    c.syntax = _pretrain["syntax_block"]()  # trees of a syntax target where the data has no gold ones
     c.max_examples = 1000 if a.task == "tatoeba" else 0  # first N examples per target (0 = all; Tatoeba: 1000, §4.6)
     c.max_len = 0  # 0 = the fine-tuned run's max_len (tatoeba: 128)
     c.batch_size = 32  # evaluation batch (rows are padded per batch; results do not depend on it)

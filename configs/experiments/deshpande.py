@@ -28,6 +28,11 @@ Arguments:
                      text (`pretrain.*.corpus.variant`, domains in `corpus.same_domain` / `other_domain`)
                      and is written to every row as `corpus`; the report keeps variants apart
   align=false        also compute the alignment rows of a transliteration model (step align/bilingual)
+  trees=gold         syntax.trees, where `syntax:LANG` gets its trees: gold (UD trees only: pretraining on the
+                     treebank's sentences, POS only, other tasks skipped) | udpipe | stanza (a parser: pretraining
+                     on corpus.source = lang:{lang} parsed and reordered, and NER, NLI and Tatoeba too; POS keeps
+                     gold trees). udpipe needs `python -m xlt_jax.data.parse train --lang LANG` first (en, fr
+                     here; no hi/ar treebank to train on); syntax.model overrides the model path
   smoke              tiny everything: the whole protocol in a few minutes on a CPU
   steps, batch, seq, lr, vocab: pretraining overrides (both models)
   ft_epochs, ft_steps, ft_examples, ft_lr, ft_batch, ft_max_len: fine-tuning overrides (every task)
@@ -41,8 +46,9 @@ Every knob of the nested runs is visible and overridable, e.g. `--config.finetun
 `lang`, `transform`, `corpus`, `tasks` and `seeds` at the top level are authoritative: the plan writes them
 into the nested configs (data.langs / data.transform / corpus.variant / lang / train_transform / seed).
 The monolingual model pretrains on the bilingual model's original side: the plan copies
-`pretrain.bilingual.corpus.*` (but `derived_source`) into it (for `syntax:LANG`: `treebank:{lang}`, the
-UD train trees' sentences, not the language's whole corpus; for a non-parallel variant: the same half).
+`pretrain.bilingual.corpus.*` (but `derived_source`) into it (for `syntax:LANG` with gold trees:
+`treebank:{lang}`, the UD train trees' sentences, not the language's whole corpus; with a parser the whole
+corpus; for a non-parallel variant: the same half).
 The plan shows each model's corpus.
 """
 
@@ -78,7 +84,7 @@ def get_config(arg=None):
     a = parse_arg(arg, lang="en", transform="translit+inv", tasks="", objective="mlm", model="", seeds="42",
                   smoke=False, steps=0, batch=0, seq=0, lr=0.0, vocab=0, ft_epochs=0, ft_steps=0, ft_examples=0,
                   ft_lr=0.0, ft_batch=0, ft_max_len=0, eval_examples=0, crosslingual=True, xl_langs="",
-                  bilingual="", monolingual="", corpus="parallel", align=False)
+                  bilingual="", monolingual="", corpus="parallel", align=False, trees="gold")
     c = ml_collections.ConfigDict()
     c.lang = a.lang  # the natural language (fine-tuning and protocol evaluation language)
     c.transform = a.transform  # the derived language: LANG:TRANSFORM
@@ -86,11 +92,15 @@ def get_config(arg=None):
     c.seeds = a.seeds  # '+'-joined fine-tuning seeds (one fine-tune per seed and setting)
     c.corpus = a.corpus  # bilingual corpus variant: parallel | nonparallel_same | nonparallel_diff (rows' `corpus`)
     c.compilation_cache = "auto"  # persistent JAX compile cache: auto = WORKDIR/jax_cache, "" = off, or a path
+    # Trees of a syntax transform (trees: gold | udpipe | stanza; model: parser path, "" = the default); the plan
+    # writes this block into every pretraining, fine-tuning and evaluation config.
+    c.syntax = runpy.run_path(str(CONFIGS / "pretrain" / "common.py"))["syntax_block"](a.trees)
 
     pre_args = _args(objective=a.objective, model=a.model, smoke=a.smoke, steps=a.steps, batch=a.batch,
                      seq=a.seq, lr=a.lr, vocab=a.vocab)
     c.pretrain = ml_collections.ConfigDict()
-    c.pretrain.bilingual = _get("pretrain/bilingual.py", _args(lang=a.lang, transform=a.transform) + "," + pre_args)
+    c.pretrain.bilingual = _get("pretrain/bilingual.py",
+                                _args(lang=a.lang, transform=a.transform, trees=a.trees) + "," + pre_args)
     c.pretrain.monolingual = _get("pretrain/monolingual.py", _args(lang=a.lang) + "," + pre_args)
     c.pretrain.bilingual_dir = a.bilingual  # "" = pretrain into WORKDIR/pretrain/bilingual; else reuse this run
     c.pretrain.monolingual_dir = a.monolingual  # "" = pretrain into WORKDIR/pretrain/monolingual

@@ -19,7 +19,10 @@ Arguments:
   tasks=nli+ner+pos+qa+tatoeba, seeds=42
   align=true               alignment rows of transliteration models (step align/bilingual of each cell)
   smoke, model, steps, batch, seq, lr, vocab, ft_epochs, ft_steps, ft_examples, ft_lr, ft_batch, ft_max_len,
-  eval_examples, crosslingual (default false here), xl_langs: passed to every cell's protocol config
+  eval_examples, crosslingual (default false here), xl_langs, trees: passed to every cell's protocol config
+                           (trees=udpipe|stanza: syntax cells parse their text, so NER, NLI and Tatoeba get
+                           syntax rows too; a language that cannot be parsed here, hi and ar, is listed as
+                           CANNOT RUN with the reason)
 
 Every knob of the cells is visible in `protocol` (a cell's config as deshpande.py builds it); an override
 such as `--config.protocol.finetune.pos.train.epochs=3` applies to every cell (the grid sets `lang`,
@@ -36,7 +39,7 @@ from xlt_jax.config_utils import parse_arg
 DESHPANDE = pathlib.Path(__file__).with_name("deshpande.py")
 PAPER_TRANSFORMS = "inv/perm/syntax/translit/translit+inv/translit+perm/translit+syntax"
 PASSED = ("smoke", "model", "steps", "batch", "seq", "lr", "vocab", "ft_epochs", "ft_steps", "ft_examples", "ft_lr",
-          "ft_batch", "ft_max_len", "eval_examples", "crosslingual", "xl_langs", "align")
+          "ft_batch", "ft_max_len", "eval_examples", "crosslingual", "xl_langs", "align", "trees")
 
 
 def get_config(arg=None):
@@ -44,7 +47,7 @@ def get_config(arg=None):
                   variants="parallel+nonparallel_same+nonparallel_diff", variant_transforms="translit",
                   tasks="nli+ner+pos+qa+tatoeba", seeds="42", align=True, smoke=False, model="", steps=0, batch=0,
                   seq=0, lr=0.0, vocab=0, ft_epochs=0, ft_steps=0, ft_examples=0, ft_lr=0.0, ft_batch=0,
-                  ft_max_len=0, eval_examples=0, crosslingual=False, xl_langs="", share=False)
+                  ft_max_len=0, eval_examples=0, crosslingual=False, xl_langs="", share=False, trees="gold")
     c = ml_collections.ConfigDict()
     c.langs = a.langs  # '+'-joined natural languages
     c.transforms = a.transforms  # '/'-separated transform specs (a bare `syntax` part: syntax_target)

@@ -74,6 +74,7 @@ def finetune_config(
     c.train_source = source  # "" = the task's documented default (xlt_jax/data/tasks/sources.py)
     c.train_transform = train_transform  # none = original data (BZ/MZ); the derived language for BS: inv, translit, ...
     c.transform_seed = 0  # keys the transformation (permutations are fixed per sentence under this seed)
+    c.syntax = _pretrain["syntax_block"]()  # trees of a syntax train_transform where the data has no gold ones
     c.max_len = recipe["max_len"]  # longest row in pieces (longer tagging sentences are split, QA windowed)
     c.max_train_examples = 0  # keep the first N training examples (0 = all)
     c.bucket = 32  # batches are cropped to a multiple of this many positions (one compile per bucket)

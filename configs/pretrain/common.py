@@ -48,6 +48,17 @@ def data_block(mode: str, langs: str, transform: str, objective: str, alpha: flo
     ))
 
 
+def syntax_block(trees: str = "gold") -> ml_collections.ConfigDict:
+    """`config.syntax`: where a `syntax:LANG` transform gets the trees it reorders (xlt_jax/data/parse)."""
+    return ml_collections.ConfigDict(dict(
+        # gold = gold UD trees only (pretraining: the treebank's sentences; tasks without trees cannot take syntax);
+        # udpipe = parse the text with a UDPipe model trained here (python -m xlt_jax.data.parse train --lang L);
+        # stanza = parse with Stanza, the paper's parser, where its models are installed. Gold trees always win.
+        trees=trees,
+        model="",  # parser: UDPipe file or Stanza dir, {lang} allowed; "" = $XLT_CACHE_DIR/parsers/udpipe/L.udpipe
+    ))
+
+
 def mesh_block() -> ml_collections.ConfigDict:
     """`config.mesh`: device mesh over ('data', 'fsdp', 'tensor') and the logical-axis rules."""
     return ml_collections.ConfigDict(dict(
@@ -80,6 +91,7 @@ def pretrain_config(
     seq: int = 0,
     lr: float = 0.0,
     vocab: int = 0,
+    trees: str = "gold",
 ) -> ml_collections.ConfigDict:
     """The full run config; zero-valued arguments keep the recipe (or smoke) value."""
     if objective not in OBJECTIVE_MODEL:
@@ -90,8 +102,9 @@ def pretrain_config(
     c.corpus = ml_collections.ConfigDict(dict(
         # Text of each language (evaluation sentences always removed): a source string with {lang}: lang:{lang} =
         # every pretraining text of the data directory; treebank:{lang} = the UD train trees' sentences, which a
-        # syntax-derived language is made of (its default); or text:PATH, conllu:PATH, tfds:NAME:SPLIT.
-        source="treebank:{lang}" if "syntax:" in transform else "lang:{lang}",
+        # syntax-derived language is made of when syntax.trees=gold (its default then; with a parser any source
+        # is parsed and reordered); or text:PATH, conllu:PATH, tfds:NAME:SPLIT.
+        source="treebank:{lang}" if "syntax:" in transform and trees == "gold" else "lang:{lang}",
         max_sentences=0,  # keep the first N sentences per language (0 = all; non-parallel: N per side)
         derived_source="",  # derived language's text made offline (e.g. syntax:hi from UD trees), {lang} allowed
         # Corpus-source variant (the paper's Table 8; xlt_jax/data/corpus_variants.py): parallel = derived is
@@ -115,6 +128,7 @@ def pretrain_config(
     ))
 
     c.data = data_block(mode, langs, transform, objective, alpha)
+    c.syntax = syntax_block(trees)
 
     c.model = default_model_config(OBJECTIVE_MODEL[objective])  # all keys: xlt_jax/models/presets.py
     c.model.preset = model or c.model.preset  # roberta: tiny | mini | small | roberta8; t5: tiny | small | base

@@ -7,6 +7,8 @@ Arguments (`--config configs/pretrain/monolingual.py:lang=en`):
   model=             preset: roberta tiny|mini|small|roberta8 (default roberta8); t5 tiny|small|base (default small)
   smoke              tiny model, seq 64, 20 steps: an end-to-end run in well under a minute on a CPU
   steps, batch, seq, lr, vocab: override the recipe's train.steps, global batch, seq_len, peak lr, vocab size
+  trees=gold         syntax.trees: gold (syntax reorders the UD train trees' sentences) | udpipe | stanza (the
+                     corpus is parsed, cached, and reordered; corpus.source then defaults to lang:{lang})
 
   python -m xlt_jax.train --config configs/pretrain/monolingual.py:lang=fr --workdir runs/fr
 """
@@ -21,10 +23,10 @@ common = runpy.run_path(str(pathlib.Path(__file__).with_name("common.py")))
 
 def get_config(arg=None):
     a = parse_arg(arg, lang="en", transform="none", objective="mlm", model="", smoke=False,
-                  steps=0, batch=0, seq=0, lr=0.0, vocab=0)
+                  steps=0, batch=0, seq=0, lr=0.0, vocab=0, trees="gold")
     config = common["pretrain_config"](
         mode="monolingual", langs=a.lang, transform=a.transform, objective=a.objective, model=a.model,
-        smoke=a.smoke, steps=a.steps, batch=a.batch, seq=a.seq, lr=a.lr, vocab=a.vocab,
+        smoke=a.smoke, steps=a.steps, batch=a.batch, seq=a.seq, lr=a.lr, vocab=a.vocab, trees=a.trees,
     )
     config.model.num_langs = 1
     return config

@@ -15,9 +15,11 @@
                                         XTREME-style "train on LANG, test on all" table
   evaluate/tatoeba/{BZ,MZ}              the pretrained models themselves (no fine-tuning; BS undefined)
 
-Tasks a transformation cannot apply to become `skip` steps with the reason (syntax needs gold UD trees,
-which only POS has; QA refuses perm and syntax). Building a plan reads no checkpoint; it reads the
-pretraining text once (each pretraining step's note describes it, which also checks it).
+Tasks a transformation cannot apply to become `skip` steps with the reason (syntax with `syntax.trees=gold`
+needs gold UD trees, which only POS has; with a parser, `udpipe` or `stanza`, NER, NLI and Tatoeba are parsed
+and reordered too, POS keeping its gold trees; QA refuses perm and syntax). A parser that cannot parse the
+language here (no model, no treebank to train one) is an error before anything runs. Building a plan reads no
+checkpoint; it reads the pretraining text once (each pretraining step's note describes it, which also checks it).
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ ALL_TASKS = ("pos", "ner", "nli", "qa", "tatoeba")
 DONE_FILE = "DONE.json"
 MODELS = ("bilingual", "monolingual")
 RUNNABLE = ("pretrain", "align", "finetune", "evaluate")
-# Data sources with gold UD trees, needed by a syntax transformation (the only such task: POS from CoNLL-U).
+# Data sources with gold UD trees, used by a syntax transformation (the only such task: POS from CoNLL-U).
 TREE_SOURCES = {"pos": "ud"}
 # Candidate languages probed for "every language the data offers" (XTREME's XNLI, XQuAD and Tatoeba lists).
 CANDIDATE_LANGS = tuple(sorted(set(sources.XNLI_LANGS) | set(sources.XQUAD_LANGS) | set(sources.TATOEBA_CODES)))
@@ -102,16 +104,33 @@ def parse_transform(spec: str) -> transforms.Transform:
     return parsed
 
 
-def skip_reason(task: str, transform: transforms.Transform) -> str | None:
-    """Why `task` cannot be run under `transform`, or None."""
-    if transform.syntax is not None and task not in TREE_SOURCES:
+def skip_reason(task: str, transform: transforms.Transform, trees: str = "gold") -> str | None:
+    """Why `task` cannot be run under `transform` with the trees `syntax.trees` names, or None."""
+    if transform.syntax is not None and task not in TREE_SOURCES and trees == "gold":
         return (f"{task}: {transform.name} reorders words along gold UD trees; only POS data (UD CoNLL-U) has "
-                f"trees, so {task} cannot be given a syntax-derived version (skipped)")
+                f"trees, so {task} cannot be given a syntax-derived version without a parser (trees=udpipe or "
+                "stanza; skipped)")
     try:
         transform.for_task(task)
     except TransformError as e:
         return f"{task}: {e} (skipped)"
     return None
+
+
+def syntax_trees(config: ml_collections.ConfigDict, transform: transforms.Transform) -> str:
+    """`syntax.trees`, checked: a parser must be able to parse the protocol language's text here."""
+    from xlt_jax.data import parse
+
+    trees = parse.check_trees(str(config.syntax.trees))
+    if transform.syntax is not None and trees != "gold":
+        problem = parse.parser_problem(trees, config.lang, str(config.syntax.model))
+        if problem:
+            raise ConfigError(f"{transform.name} on {config.lang} text: {problem}")
+    return trees
+
+
+def _set_syntax(run_config: ml_collections.ConfigDict, config: ml_collections.ConfigDict) -> None:
+    run_config.syntax.trees, run_config.syntax.model = config.syntax.trees, config.syntax.model
 
 
 def corpus_variant(config: ml_collections.ConfigDict) -> str:
@@ -184,6 +203,7 @@ def _pretrain_steps(config: ml_collections.ConfigDict, workdir: epath.Path,
     bi.data.langs, bi.data.transform, bi.corpus.variant = lang, spec, corpus_variant(config)
     mono = copy.deepcopy(config.pretrain.monolingual)
     mono.data.langs, mono.data.transform = lang, results.IDENTITY
+    _set_syntax(bi, config)
     # The monolingual twin pretrains on exactly the bilingual model's original side (for syntax: the trees'
     # sentences, `treebank:LANG`; for a non-parallel variant: the same half of the same domain's text).
     for key in bi.corpus:
@@ -237,6 +257,7 @@ def _evaluate(config: ml_collections.ConfigDict, task: str, name: str, workdir: 
         ev.finetuned = os.fspath(model.workdir)
     names = model_names(config)
     ev.targets, ev.setting, ev.model_name, ev.corpus = targets, setting, names[role], config.corpus
+    _set_syntax(ev, config)
     ev.twin = names["bilingual"] if role == "monolingual" else ""  # the MZ baseline of this bilingual model
     if source and not ev.source:
         ev.source = source
@@ -250,6 +271,7 @@ def _finetune(config: ml_collections.ConfigDict, task: str, seed: int, model: st
     ft = copy.deepcopy(config.finetune[task])
     ft.pretrained, ft.lang, ft.seed = os.fspath(pre.workdir), config.lang, seed
     ft.train_transform = config.transform if derived else results.IDENTITY
+    _set_syntax(ft, config)
     if tree_source and not ft.train_source:
         ft.train_source = tree_source
     data = "derived" if derived else "original"
@@ -276,17 +298,18 @@ def build_plan(config: ml_collections.ConfigDict, workdir: str | os.PathLike, *,
             f"crosslingual.models: {config.crosslingual.models!r}; expected a subset of bilingual+monolingual"
         )
     resized = "vocabulary resized to 2V rows, the new rows untrained" if transform.copies > 1 else ""
+    trees = syntax_trees(config, transform)
 
     pre = _pretrain_steps(config, workdir, corpus)
     plan = [pre["bilingual"], pre["monolingual"]]
     align = _align_step(config, workdir, pre["bilingual"], transform)
     plan += [align] if align else []
     for task in names:
-        reason = skip_reason(task, transform)
+        reason = skip_reason(task, transform, trees)
         if reason:
             plan.append(Step(f"task/{task}", "skip", task, note=reason))
             continue
-        tree_source = TREE_SOURCES[task] if transform.syntax is not None else ""
+        tree_source = TREE_SOURCES.get(task, "") if transform.syntax is not None else ""  # gold trees where any
         xl_targets = "+".join(crosslingual_langs(config, task, offered))
         protocol_targets = f"{lang}:{spec}"
         if task == "tatoeba":

@@ -38,7 +38,7 @@ import numpy as np
 from etils import epath
 
 from xlt_jax import results
-from xlt_jax.data import tasks, transforms
+from xlt_jax.data import parse, tasks, transforms
 from xlt_jax.data.tasks import classification, qa, retrieval, tagging
 from xlt_jax.data.tasks.base import DEFAULT_BUCKET
 from xlt_jax.data.vocab import VocabLayout
@@ -239,7 +239,7 @@ class _Evaluator:
         data = tasks.prepare(
             m.task, m.tokenizer, lang=lang, split=split, transform=parsed, seed=int(config.transform_seed),
             max_len=m.max_len, source=config.source or None, limit=int(config.max_examples) or None,
-            bucket=m.bucket, **m.task_options,
+            bucket=m.bucket, **parse.tree_options(config), **m.task_options,
         )
         loaded, step = self.params_for(parsed.copies)
         if m.head.kind == "retrieval":
@@ -256,6 +256,8 @@ class _Evaluator:
                          data.transform, config.setting, m.train_lang or "-", m.train_transform)
         extra = {**m.extra, **extra, "source": data.source, "num_features": len(data.features),
                  "resized_vocab": loaded.resized, "transform_seed": int(config.transform_seed)}
+        if "syntax_trees" in data.extra:  # gold, or the parser that gave a syntax target its trees
+            extra["syntax_trees"] = data.extra["syntax_trees"]
         rows = [
             results.ResultRow(
                 model=m.model_name, task=m.task, lang=lang, train_transform=m.train_transform,

@@ -35,7 +35,7 @@ import numpy as np
 from etils import epath
 
 from xlt_jax import storage
-from xlt_jax.data import tasks, transforms
+from xlt_jax.data import parse, tasks, transforms
 from xlt_jax.data.vocab import VocabLayout
 from xlt_jax.errors import ConfigError
 from xlt_jax.finetuning import artifacts, loading, pretrained, text_to_text
@@ -106,7 +106,7 @@ def prepare_training_data(
         config.task, pre.tokenizer, lang=config.lang, split=config.train_split,
         transform=config.train_transform or "none", seed=int(config.transform_seed), max_len=int(config.max_len),
         source=config.train_source or None, limit=int(config.max_train_examples) or None,
-        bucket=int(config.bucket), **task_options(config),
+        bucket=int(config.bucket), **parse.tree_options(config), **task_options(config),
     )
     logging.info("training data: %s", json.dumps(data.describe()))
     features = data.features
@@ -125,6 +125,9 @@ def data_fingerprint(config: ml_collections.ConfigDict, num_rows: int) -> str:
     desc = [config.task, config.lang, config.train_split, config.train_transform, config.train_source,
             config.transform_seed, config.max_len, config.max_train_examples, config.bucket, config.seed,
             config.train.global_batch_size, num_rows]  # fmt: skip
+    trees = parse.tree_options(config)
+    if trees["trees"] != "gold":  # parsed trees change the data; gold runs keep their earlier fingerprints
+        desc.append(trees)
     return hashlib.sha256(json.dumps(desc).encode()).hexdigest()[:16]
 
 

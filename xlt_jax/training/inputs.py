@@ -2,10 +2,12 @@
 
 Text comes from `config.corpus.source` (a `xlt_jax.data.corpora.read_source` string with `{lang}`; by default
 every pretraining text of the data directory), always without the language's evaluation sentences. A derived
-language with a syntax stage (`syntax:hi`, `translit+syntax:hi[deterministic]`) needs gold trees: unless
-`corpus.derived_source` gives its text, the source must be `treebank:{lang}` (the UD train trees minus
-evaluation sentences), and the derived line i is the reordered tree of original line i, as the reference
-makes it offline. A monolingual twin reading `treebank:{lang}` pretrains on exactly that original side.
+language with a syntax stage (`syntax:hi`, `translit+syntax:hi[deterministic]`) reorders trees, and the derived
+line i is the reordered tree of original line i, as the reference makes it offline. Where the trees come from is
+`syntax.trees`: `gold` (unless `corpus.derived_source` gives the derived text, the source must then be
+`treebank:{lang}`, the UD train trees minus evaluation sentences) or a parser (`udpipe`, `stanza`:
+any source's sentences are split on whitespace, parsed, cached and reordered; `xlt_jax.data.parse`). Either way a
+monolingual twin reading the same `corpus.source` pretrains on exactly that original side.
 
 `corpus.variant` (`xlt_jax.data.corpus_variants`): `parallel` (the default) derives the derived side from the
 original sentences; `nonparallel_same` / `nonparallel_diff` take both sides from the domain tables
@@ -25,7 +27,7 @@ import ml_collections
 from etils import epath
 from jax.experimental import multihost_utils
 
-from xlt_jax.data import corpora, corpus_variants, transforms
+from xlt_jax.data import corpora, corpus_variants, parse, transforms
 from xlt_jax.data.pretrain import pipeline
 from xlt_jax.data.tokenizer import Tokenizer, train_tokenizer
 from xlt_jax.data.vocab import VocabLayout
@@ -50,9 +52,29 @@ def syntax_target(transform: str) -> str | None:
     return match.group(1) if match else None
 
 
-def derives_from_trees(config: ml_collections.ConfigDict) -> bool:
-    """Whether the derived language is made here from gold trees (a syntax stage, no `corpus.derived_source`)."""
+def syntax_trees(config: ml_collections.ConfigDict) -> str:
+    """`syntax.trees` (runs saved before it existed used gold trees)."""
+    return parse.tree_options(config)["trees"]
+
+
+def _derives_syntax(config: ml_collections.ConfigDict) -> bool:
     return syntax_target(config.data.transform) is not None and not config.corpus.derived_source
+
+
+def _treebank_source(config: ml_collections.ConfigDict) -> bool:
+    langs = languages(config)
+    return len(langs) == 1 and config.corpus.source.format(lang=langs[0]) == TREEBANK_SOURCE.format(lang=langs[0])
+
+
+def derives_from_trees(config: ml_collections.ConfigDict) -> bool:
+    """Whether the derived language is made here from gold trees (a syntax stage, no `corpus.derived_source`;
+    `syntax.trees=gold`, or a parser but the treebank's own sentences: gold trees win over parses)."""
+    return _derives_syntax(config) and (syntax_trees(config) == "gold" or _treebank_source(config))
+
+
+def derives_from_parses(config: ml_collections.ConfigDict) -> bool:
+    """Whether the derived language is made here from parses of the original text (`syntax.trees` a parser)."""
+    return _derives_syntax(config) and not derives_from_trees(config)
 
 
 def corpus_variant(config: ml_collections.ConfigDict) -> str:
@@ -67,16 +89,18 @@ def check_corpus(config: ml_collections.ConfigDict) -> None:
     if variant != corpus_variants.PARALLEL:
         _check_nonparallel(config, variant)
         return
-    if not derives_from_trees(config):
+    if not _derives_syntax(config):
         return
     langs = languages(config)
     if len(langs) != 1:
         raise ConfigError(f"data.transform={config.data.transform!r} needs exactly one language, got {langs}")
+    if syntax_trees(config) != "gold":
+        return  # any source: its sentences are parsed
     if config.corpus.source.format(lang=langs[0]) != TREEBANK_SOURCE.format(lang=langs[0]):
         raise ConfigError(
             f"data.transform={config.data.transform!r} reorders gold UD trees, so corpus.source must be "
             f"{TREEBANK_SOURCE!r} (the original side is the trees' sentences), got {config.corpus.source!r}; "
-            "or give the derived text in corpus.derived_source"
+            "or give the derived text in corpus.derived_source, or parse the source (syntax.trees='udpipe')"
         )
 
 
@@ -84,10 +108,11 @@ def _check_nonparallel(config: ml_collections.ConfigDict, variant: str) -> None:
     langs = languages(config)
     if len(langs) != 1:
         raise ConfigError(f"corpus.variant={variant!r} splits one language's text, but data.langs={langs}")
-    if syntax_target(config.data.transform) is not None:
+    if syntax_target(config.data.transform) is not None and syntax_trees(config) == "gold":
         raise ConfigError(
             f"corpus.variant={variant!r}: data.transform={config.data.transform!r} reorders gold UD trees, which "
-            "only the treebank has (corpus.source='treebank:{lang}'); use corpus.variant='parallel'"
+            "only the treebank has (corpus.source='treebank:{lang}'); use corpus.variant='parallel', or parse "
+            "the text (syntax.trees='udpipe' or 'stanza')"
         )
     if config.corpus.derived_source:
         raise ConfigError(f"corpus.variant={variant!r} and corpus.derived_source={config.corpus.derived_source!r} "
@@ -145,6 +170,21 @@ def treebank_texts(lang: str, transform: str, seed: int, limit: int | None) -> t
     return [corpora.treebank_text(s) for s in sentences], [" ".join(words) for words in derived]
 
 
+def parsed_texts(lang: str, lines: list[str], config: ml_collections.ConfigDict) -> list[str]:
+    """`lines` (whitespace-split words) parsed by `syntax.trees` (cached) and reordered by the transform's
+    syntax stage: derived line i is line i reordered (example id i)."""
+    from xlt_jax.data.transforms.syntax import reorder_treebank
+
+    stage = transforms.parse(str(config.data.transform), VocabLayout(base_size=1000)).syntax  # V only sizes ids
+    options = parse.tree_options(config)
+    t0 = time.perf_counter()
+    trees = parse.parse_sentences([line.split() for line in lines], lang, trees=options["trees"],
+                                  model=options["parser_model"])
+    logging.info("corpus %s: %d sentences parsed by %s (or read from the parse cache) in %.1f s", lang, len(trees),
+                 options["trees"], time.perf_counter() - t0)
+    return [" ".join(words) for words in reorder_treebank(trees, stage.impl, int(config.data.transform_seed))]
+
+
 def load_texts(config: ml_collections.ConfigDict) -> tuple[dict[str, list[str]], list[str] | None]:
     """(sentences of each natural language, derived-language sentences made outside the pipeline or None)."""
     texts = original_texts(config)
@@ -161,6 +201,10 @@ def load_texts(config: ml_collections.ConfigDict) -> tuple[dict[str, list[str]],
             raise ConfigError(f"corpus.source={config.corpus.source!r} does not give the trees' sentences")
         logging.info("corpus %s: those sentences reordered by %s", langs[0], config.data.transform)
         return texts, derived
+    if parallel and derives_from_parses(config):
+        derived = parsed_texts(langs[0], texts[langs[0]], config)
+        logging.info("corpus %s: those sentences parsed and reordered by %s", langs[0], config.data.transform)
+        return texts, derived
     derived = None
     if config.corpus.derived_source:
         derived = corpora.read_source(config.corpus.derived_source.format(lang=langs[0]), limit=_limit(config))
@@ -176,6 +220,8 @@ def _word_stage(config: ml_collections.ConfigDict, lines: list[str]) -> list[str
     transform = transforms.parse(str(config.data.transform), VocabLayout(base_size=1000))  # V only sizes ids
     if not transform.word_stage:
         return lines
+    if transform.syntax is not None:  # _check_nonparallel allows it only with a parser
+        return parsed_texts(languages(config)[0], lines, config)
     seed = int(config.data.transform_seed)
     return [transform.apply_text(line, seed=seed, example_id=i) for i, line in enumerate(lines)]
 
@@ -208,6 +254,8 @@ def describe_corpus(config: ml_collections.ConfigDict) -> str:
             parts.append(f"(as {lang}:{transform} alone)")
         else:
             parts.append(f"+ the same sentences as {lang}:{transform}")
+        if derives_from_parses(config):
+            parts.append(f"(trees: {syntax_trees(config)} parses)")
     return " ".join(parts)
 
 

@@ -277,14 +277,18 @@ def prepare(
     source: str | None = None,
     limit: int | None = None,
     data_dir: Any = None,
+    trees: str = "gold",
+    parser_model: str = "",
     **options: Any,
 ) -> TaskData:
     """Load a task split from the data directory and build its features: the fine-tune/evaluate entry point.
 
     `transform` is a spec string (`"translit+inv"`) or a parsed `Transform`; `source` picks among the
     data sources of `sources.load` (default: `sources.default_source`, the documented choice for the
-    task/language/split); `limit` keeps the first N examples (smoke runs and tests); `options` go to the
-    task's `featurize` (`doc_stride`, `max_query_len` for QA; `canonicalize_bio` for NER; `bucket`).
+    task/language/split); `limit` keeps the first N examples (smoke runs and tests); `trees` / `parser_model`
+    (`syntax.trees` / `syntax.model`) say where a syntax transform gets trees the data lacks (`tasks/trees.py`;
+    recorded in `extra["syntax_trees"]`); `options` go to the task's `featurize` (`doc_stride`,
+    `max_query_len` for QA; `canonicalize_bio` for NER; `bucket`).
     """
     spec = task_spec(task)
     module = spec.load_module()
@@ -299,7 +303,12 @@ def prepare(
         raise ConfigError(f"{task}: unknown option(s) {unknown}; valid: {sorted(accepted - {'max_len'})}")
     transform = resolve_transform(transform, tokenizer, spec.kind)
     loaded = sources.load(task, lang, split, source=source, data_dir=data_dir, limit=limit, transform=transform.name)
-    return module.featurize(
+    tree_source = None
+    if transform.syntax is not None:
+        from xlt_jax.data.tasks.trees import attach_parses
+
+        tree_source = attach_parses(loaded, trees, parser_model)
+    data = module.featurize(
         loaded,
         tokenizer,
         transform=transform,
@@ -307,6 +316,9 @@ def prepare(
         max_len=max_len or spec.max_len,
         **options,
     )
+    if tree_source is not None:
+        data.extra["syntax_trees"] = tree_source
+    return data
 
 
 def resolve_transform(transform: Any, tokenizer: Any, kind: str) -> Any:

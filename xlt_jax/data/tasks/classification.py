@@ -52,8 +52,10 @@ def featurize(
     examples = loaded.examples
     premises, hypotheses = [e.premise for e in examples], [e.hypothesis for e in examples]
     if transform.word_stage:
+        trees = loaded.trees or [(None, None)] * len(examples)  # (premise, hypothesis) trees for syntax
         for i, (a, b) in enumerate(zip(premises, hypotheses, strict=True)):
-            words_a, words_b = transform.apply_pair_words(a.split(), b.split(), seed=seed, example_id=i)
+            words_a, words_b = transform.apply_pair_words(a.split(), b.split(), seed=seed, example_id=i,
+                                                          sentences=trees[i])
             premises[i], hypotheses[i] = " ".join(words_a), " ".join(words_b)
     enc_a, enc_b = tokenizer.encode_batch(premises), tokenizer.encode_batch(hypotheses)
     len_a = np.array([len(e) for e in enc_a], np.int64)

@@ -35,14 +35,18 @@ def encode_sentences(
     seed: int = 0,
     example_ids: np.ndarray | None = None,
     bucket: int = DEFAULT_BUCKET,
+    trees: Sequence[Any] | None = None,
 ) -> Features:
-    """Rows `<s> pieces </s>` (at most `max_len` ids) of `sentences`, optionally transformed."""
+    """Rows `<s> pieces </s>` (at most `max_len` ids) of `sentences`, optionally transformed (`trees`: one
+    per sentence, for a syntax transform)."""
     if max_len < 3:
         raise ConfigError(f"max_len: {max_len} leaves no room for a sentence")
     example_ids = np.arange(len(sentences), dtype=np.int64) if example_ids is None else np.asarray(example_ids)
     texts = list(sentences)
     if transform is not None and transform.word_stage:
-        texts = [transform.apply_text(t, seed=seed, example_id=int(i)) for t, i in zip(texts, example_ids, strict=True)]
+        trees = trees if trees is not None else [None] * len(texts)
+        texts = [transform.apply_text(t, seed=seed, example_id=int(i), sentence=tree)
+                 for t, i, tree in zip(texts, example_ids, trees, strict=True)]
     encoded = [e[: max_len - 2] for e in tokenizer.encode_batch(texts)]
     lengths = np.array([len(e) + 2 for e in encoded], np.int64)
     width = bucket_length(int(lengths.max(initial=2)), bucket=bucket, max_len=max_len)
@@ -80,7 +84,7 @@ def featurize(
         queries = candidates = list(loaded.examples)
     common = dict(max_len=max_len, seed=seed, bucket=bucket)
     source = encode_sentences(tokenizer, queries, **common)
-    target = encode_sentences(tokenizer, candidates, transform=transform, example_ids=ids, **common)
+    target = encode_sentences(tokenizer, candidates, transform=transform, example_ids=ids, trees=loaded.trees, **common)
     return TaskData(
         task=loaded.task,
         lang=loaded.lang,

@@ -100,6 +100,11 @@ _MISSING = {
 }
 
 
+def ud_files(lang: str, split: str) -> tuple[str, ...]:
+    """The UD CoNLL-U files (relative to the data directory) POS reads for (lang, split); () if none."""
+    return _UD.get((lang, split), ())
+
+
 class MissingDataError(ConfigError):
     """A task split that the data directory does not (or cannot) provide; the message says what to use."""
 

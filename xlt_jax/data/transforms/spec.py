@@ -292,11 +292,11 @@ class Transform:
         out, _ = self.apply_ids(batch, seed=seed, example_ids=example_ids)
         return [row[:n] for row, n in zip(out, lengths.tolist(), strict=True)]
 
-    def apply_text(self, text: str, *, seed: int, example_id: int) -> str:
-        """Word stage on whitespace-tokenised raw text (for sentences without a tree)."""
+    def apply_text(self, text: str, *, seed: int, example_id: int, sentence: Any = None) -> str:
+        """Word stage on whitespace-tokenised raw text (`sentence`: its tree, for syntax)."""
         if not self.word_stage:
             return text
-        words, _ = self.apply_words(text.split(), seed=seed, example_id=example_id)
+        words, _ = self.apply_words(text.split(), seed=seed, example_id=example_id, sentence=sentence)
         return " ".join(words)
 
 

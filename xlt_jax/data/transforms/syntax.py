@@ -268,7 +268,8 @@ class SyntaxTransform:
 
     def permutation(self, sentence: Sentence | None, *, seed: int, example_id: int) -> np.ndarray:
         if sentence is None:
-            raise TransformError(f"{self.name} needs a gold UD tree (a CoNLL-U Sentence); none was given")
+            raise TransformError(f"{self.name} needs a gold UD tree or a parsed one (a CoNLL-U Sentence); none was "
+                                 "given (data without gold trees needs a parser: syntax.trees=udpipe or stanza)")
         return self.reorderer.permutation(sentence, seed=seed, example_id=example_id)
 
     def apply_words(
