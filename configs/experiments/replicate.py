@@ -5,8 +5,8 @@ MZ protocol cells sized so that the effects show on a 2-core machine (README: "R
                       #     --workdir runs/replicate   (resumable: rerunning continues)
   make demo           # python -m xlt_jax.demo: this config with `demo` (one cell, POS, one seed)
 
-Default grid: English through translit, inv, perm, syntax (French order), translit+inv, translit+perm and
-translit+syntax, on POS and NER, fine-tuning seeds 1 and 2, alignment rows for every transliteration model.
+Default grid: English through translit, inv, translit+inv, perm, translit+perm, syntax (French order) and
+translit+syntax (in that order), on POS and NER, fine-tuning seeds 1 and 2, alignment rows for every transliteration model.
 The monolingual twin (and its MZ fine-tunes) is the same in every cell that pretrains on the same text, so it
 runs once (`share_identical_runs`); syntax cells pretrain on the UD trees' sentences and get their own.
 
@@ -34,7 +34,9 @@ import runpy
 from xlt_jax.config_utils import parse_arg
 
 PAPER = pathlib.Path(__file__).with_name("paper.py")
-TRANSFORMS = "translit/inv/perm/syntax/translit+inv/translit+perm/translit+syntax"
+# Cells run in this order: each composition right after its constituents, so a partial run (stopped and
+# resumed later) already decides finding (b) for the compositions it reached.
+TRANSFORMS = "translit/inv/translit+inv/perm/translit+perm/syntax/translit+syntax"
 RECIPE = dict(model="mini", vocab=2000, seq=64, batch=128, lr=2e-3, steps=2400, ft_lr=3e-4, ft_epochs=2, ft_max_len=64)
 MONO_STEPS = 1000  # the twin only needs English: MZ on a derived language is "no transfer" whatever its quality
 NER_EXAMPLES = 4000  # NER fine-tuning sentences (of 20,000): enough to learn the task, a fifth of the time
