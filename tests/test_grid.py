@@ -170,3 +170,31 @@ def test_identical_runs_are_shared_across_cells_and_evaluations_are_not(data_dir
     validate.check_plan_whole(built.plan)
     without = grid.build_grid(paper_config("langs=en,transforms=translit/inv,tasks=pos,variants=parallel"), tmp_path)
     assert not without.shared and sum(s.name.endswith("pretrain/monolingual") for s in without.plan) == 2
+
+
+def test_a_preempted_grid_records_its_partial_time_and_the_readme_says_it_is_partial(data_dir, tmp_path,
+                                                                                     monkeypatch):
+    from xlt_jax.errors import Preempted
+    from xlt_jax.experiments import readme
+
+    class StopsOnFourth(FakeSteps):
+        def __call__(self, step, results_dir):
+            if len(self.calls) == 3:
+                raise Preempted("SIGTERM")
+            return super().__call__(step, results_dir)
+
+    workdir = tmp_path / "replicate"
+    monkeypatch.setattr(grid, "execute", StopsOnFourth())
+    with pytest.raises(Preempted):
+        grid.run(small_grid(), workdir, out=lambda _: None)
+    record = json.loads((workdir / grid.RECORD_FILE).read_text())
+    assert record["steps_done"] == 3 and record["steps"] > 3 and record["wall_s_total"] >= 0
+    (workdir / "report").mkdir(exist_ok=True)
+    (workdir / "report" / "report.md").write_text("# Report\n\nrows\n")
+    section = readme.replicate_section(tmp_path)
+    assert f"Partial: 3 of {record['steps']} steps finished" in section
+
+    monkeypatch.setattr(grid, "execute", FakeSteps())  # the rerun finishes: no longer partial
+    grid.run(small_grid(), workdir, out=lambda _: None)
+    assert json.loads((workdir / grid.RECORD_FILE).read_text())["steps_done"] == record["steps"]
+    assert "Partial" not in readme.replicate_section(tmp_path)

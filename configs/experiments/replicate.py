@@ -6,9 +6,10 @@ MZ protocol cells sized so that the effects show on a 2-core machine (README: "R
   make demo           # python -m xlt_jax.demo: this config with `demo` (one cell, POS, one seed)
 
 Default grid: English through translit, inv, translit+inv, perm, translit+perm, syntax (French order) and
-translit+syntax (in that order), on POS and NER, fine-tuning seeds 1 and 2, alignment rows for every transliteration model.
-The monolingual twin (and its MZ fine-tunes) is the same in every cell that pretrains on the same text, so it
-runs once (`share_identical_runs`); syntax cells pretrain on the UD trees' sentences and get their own.
+translit+syntax (in that order), on POS and NER, fine-tuning seeds 1 and 2, alignment rows for every
+transliteration model. The monolingual twin (and its MZ fine-tunes) is the same in every cell that pretrains
+on the same text, so it runs once (`share_identical_runs`); syntax cells pretrain on the UD trees' sentences
+and get their own.
 
 What differs from the paper's recipe (roberta8, seq 512, batch 128, 500k steps, lr 1e-4), and why:
   model mini (2 layers x 128, FFN 512), V = 2,000 pieces (4,000 rows with transliteration), seq 64, batch 128:

@@ -35,7 +35,7 @@ from etils import epath
 from xlt_jax import provenance, storage
 from xlt_jax.data import corpora
 from xlt_jax.data.corpus_variants import PARALLEL, VARIANTS
-from xlt_jax.errors import ConfigError
+from xlt_jax.errors import ConfigError, Preempted
 from xlt_jax.experiments import cost, markers, sharing, validate
 from xlt_jax.experiments.plan import Step, build_plan, parse_transform, split_list
 from xlt_jax.experiments.runner import ProtocolResult, execute, failure, render_report, run_steps
@@ -304,6 +304,7 @@ def write_record(workdir: epath.Path, started: float, executed: list[str], plan:
     record["wall_s_total"] = round(float(previous.get("wall_s_total", 0.0)) + float(record["wall_s"]), 1)
     record["steps_run_last"] = len(executed)
     record["steps"] = len(plan)
+    record["steps_done"] = sum(v in ("done", "skip", "reuse") for v in markers.plan_status(plan).values())
     storage.atomic_write(path, (json.dumps(record, indent=1) + "\n").encode())
 
 
@@ -324,8 +325,13 @@ def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike, *, dry_ru
     if not dry_run:
         out(format_grid(grid, status))
         started = time.time()
-        executed, failed = run_steps(plan, status, seen, workdir, execute_step=execute,
-                                     cache=str(config.protocol.compilation_cache), out=out)
+        try:
+            executed, failed = run_steps(plan, status, seen, workdir, execute_step=execute,
+                                         cache=str(config.protocol.compilation_cache), out=out)
+        except Preempted:  # stopped between steps: the partial invocation's time and rows still count
+            write_record(workdir, started, [], plan)
+            render_report(workdir)
+            raise
         write_record(workdir, started, executed, plan)
         markdown = render_report(workdir)
         out(markdown or "No result rows yet.")

@@ -201,6 +201,10 @@ def replicate_section(runs: pathlib.Path) -> str | None:
     meta = json.loads(record.read_text())
     meta["wall_s"] = meta.get("wall_s_total", meta.get("wall_s"))
     head = f"`make replicate` (`{meta.get('command', '')}`) — {provenance_line(meta)}."
+    done, steps = meta.get("steps_done"), meta.get("steps")
+    if done is not None and steps and done < steps:
+        head += (f" **Partial: {done} of {steps} steps finished** (rerun `make replicate` to continue); the tables "
+                 "and findings below cover only the cells that finished.")
     body = report.read_text().strip()
     for png in sorted((root / "report").glob("*.png")):
         published = publish_figure(png, f"replicate_{png.name}")
