@@ -42,3 +42,15 @@ def test_fidelity_section_is_rebuilt_from_the_comparison_run(tmp_path, monkeypat
     assert "Test CPU, 2 cores, 2026-11-30 00:00 UTC, 10 min, commit `abc123def456`" in out
     again, _ = readme.regenerate(out, tmp_path / "runs")
     assert again == out  # idempotent
+
+
+def test_a_single_model_run_that_never_leaves_the_plateau_says_so(tmp_path):
+    run = tmp_path / "fidelity" / "linear"
+    run.mkdir(parents=True)
+    rows = [{"step": s, "xlt_jax/eval_loss": 6.0 - 0.0001 * s} for s in range(100, 2100, 100)]
+    (run / "curves.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    summary = compare.summarize(rows, {"xlt_jax": 1.0}) | {"tokens_per_step": 8192}
+    (run / "compare.json").write_text(json.dumps(summary))
+    section = readme.fidelity_section(tmp_path)
+    assert "xlt_jax never." in section and "hf" not in section.split("Left the plateau")[1]
+    assert "| 2000 | 16.4 M | 5.800 | – | – |" in section

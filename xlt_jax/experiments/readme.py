@@ -61,11 +61,14 @@ def fidelity_section(runs: pathlib.Path) -> str | None:
             lines.append(
                 f"| {r['step']} | {r['step'] * tokens / 1e6:.1f} M | {_fmt(ours)} | {_fmt(theirs)} | {delta} |"
             )
-        exits = [f"{name} at step {summary.get(f'{name}_plateau_exit_step')}" for name in ("xlt_jax", "hf")]
+        trained = [name for name in ("xlt_jax", "hf") if f"{name}_final_eval_loss" in summary]
+        exits = [f"{name} " + (f"at step {step}" if (step := summary.get(f"{name}_plateau_exit_step")) else "never")
+                 for name in trained]
+        gap = summary.get("max_eval_loss_gap")
         lines += [
             "",
-            f"Left the plateau (held-out loss 0.3 nats below its level a quarter into the run): {', '.join(exits)}. "
-            f"Largest held-out gap: {summary.get('max_eval_loss_gap', float('nan')):.3f} nats.",
+            f"Left the plateau (held-out loss 0.3 nats below its level a quarter into the run): {', '.join(exits)}."
+            + (f" Largest held-out gap: {gap:.3f} nats." if gap is not None else " (xlt_jax alone.)"),
         ]
         figure = publish_figure(path.parent / "curves.png", f"fidelity_{path.parent.name}.png")
         if figure:
