@@ -6,13 +6,16 @@ PY := $(VENV)/bin/python
 XLT_DATA_MIRROR ?= $(wildcard $(abspath ../shared/data))
 export XLT_DATA_MIRROR
 export XLT_DATA_DIR ?= $(abspath data)
-export XLA_FLAGS ?= --xla_force_host_platform_device_count=8
 PYTEST_ARGS ?= -n 2 --dist loadfile
 # Every extra is installed for the tests (hf: PyTorch peer and interop; tpu: libtpu for ahead-of-time TPU
 # compiles; tfds: `tfds:` sources on a dataset built locally; parse: UDPipe for syntax on parsed text), and
 # a test whose extra is missing fails instead of skipping.
 EXTRAS ?= test,hf,tpu,tfds,parse
 export XLT_REQUIRE_EXTRAS ?= 1
+
+# The tests shard over 8 fake CPU devices; demo, replicate and bench train on the one real CPU device (fake
+# devices split every matmul 8 ways on 2 cores and add collectives).
+test test-slow fuzz chaos: export XLA_FLAGS ?= --xla_force_host_platform_device_count=8
 
 .PHONY: install data demo replicate test test-slow fuzz chaos bench lint clean
 
