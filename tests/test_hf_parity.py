@@ -115,6 +115,53 @@ def test_logits_loss_and_gradients_match_hugging_face(real_batch, tiny_tokenizer
         np.testing.assert_allclose(ours[name], grad, atol=2e-5 * scale, rtol=1e-3, err_msg=name)
 
 
+def test_dropout_gives_the_same_loss_and_gradient_distributions_as_hugging_face(real_batch, tiny_tokenizer):
+    """With dropout on, the two models cannot agree draw by draw, but over many draws the mean and spread of the
+    loss and of every gradient must agree (same places, same rate, same scaling, independent masks): a training
+    difference that shows only with dropout would show here. Rate 0.3 to make dropout's share of the noise large."""
+    draws = 64
+    ids, attention = real_batch
+    layout = tiny_tokenizer.layout()
+    config, spec = _config(layout.size, scan=True, dropout=0.3)
+    graphdef, params, rest, hf = _ours_and_theirs(config, spec)
+    batch = _masked(ids, layout)
+    jbatch = {k: jnp.asarray(v) for k, v in batch.items()}
+    grad_fn = jax.jit(jax.value_and_grad(
+        lambda p, key: nnx.merge(graphdef, p, rest).loss(jbatch, deterministic=False, dropout_rng=key)[0]))
+    ours_loss, ours_grads = [], []
+    for i in range(draws):
+        loss, grads = grad_fn(params, jax.random.key(i))
+        ours_loss.append(float(loss))
+        ours_grads.append(hf_roberta.to_hf_state_dict(jax.device_get(grads)))
+    hf.train()
+    labels = torch.from_numpy(np.where(batch["loss_mask"] > 0, batch["targets"], -100).astype(np.int64))
+    inputs = dict(input_ids=torch.from_numpy(batch["input_ids"].astype(np.int64)),
+                  attention_mask=torch.from_numpy(attention.astype(np.int64)), labels=labels)
+    theirs_loss, theirs_grads = [], []
+    for i in range(draws):
+        torch.manual_seed(i)
+        hf.zero_grad()
+        out = hf(**inputs)
+        out.loss.backward()
+        theirs_loss.append(float(out.loss.detach()))
+        theirs_grads.append({name: p.grad.numpy().copy() for name, p in hf.named_parameters()})
+
+    se = np.sqrt((np.var(ours_loss) + np.var(theirs_loss)) / draws)
+    assert abs(np.mean(ours_loss) - np.mean(theirs_loss)) < 4 * se, (np.mean(ours_loss), np.mean(theirs_loss), se)
+    assert 0.7 < np.std(ours_loss) / np.std(theirs_loss) < 1.4
+    far, total = 0, 0
+    for name in theirs_grads[0]:
+        if "attention.self.key.bias" in name:  # no gradient in either (softmax is shift-invariant)
+            continue
+        a = np.stack([g[name] for g in ours_grads])
+        b = np.stack([g[name] for g in theirs_grads])
+        z = np.abs(a.mean(0) - b.mean(0)) / (np.sqrt((a.var(0) + b.var(0)) / draws) + 1e-12)
+        far, total = far + int(np.sum(z > 4)), total + z.size
+        spread = float(np.mean(a.var(0))) / float(np.mean(b.var(0)))
+        assert 0.8 < spread < 1.25, (name, spread)  # the noise dropout puts into this parameter's gradient
+    assert far / total < 0.002, (far, total)  # means agree: > 4 standard errors apart in 1 of 15,000 by chance
+
+
 def test_xlm_roberta_converts_to_xlt_jax_with_the_same_logits(real_batch, tiny_tokenizer):
     """HF → xlt_jax with XLM-R's class: a random `XLMRobertaForMaskedLM` (every weight perturbed, so LayerNorms
     and biases are not at their initial values), converted, gives the same MLM logits on a padded real batch."""
