@@ -18,8 +18,8 @@ What differs from the paper's recipe (roberta8, seq 512, batch 128, 500k steps, 
       plateau after ~13 M tokens (~1,600 steps) only at a high rate; the reference's linear decay over a short
       run lowers the rate before that point and the model never leaves it (README: fidelity).
   pretraining dropout 0 (the paper: 0.1): with dropout 0.1 when the model leaves the plateau is a matter of the
-      dropout draws (README: fidelity; Hugging Face's model left at ~1,900 steps, xlt_jax's not by 2,500 on the
-      same batches, an earlier xlt_jax run at ~1,600); without dropout both leave together at ~1,600. A model this
+      dropout draws (README: fidelity; Hugging Face's model left at ~2,000 steps, xlt_jax's not by 2,500 on the
+      same batches, an earlier xlt_jax run at ~1,600); without dropout both leave together at ~1,600-1,800. A model this
       small, seeing ~20 M tokens, under-fits: dropout only delays it. Fine-tuning keeps dropout 0.1.
   AdamW b2 0.98, eps 1e-6, weight decay 0.01 (RoBERTa's pretraining values); MLM random replacements from the
       sequence's own language.
