@@ -119,18 +119,30 @@ def summary(workdir: pathlib.Path, config, seconds: float) -> dict:
     return out
 
 
-def main(argv: list[str] | None = None) -> None:
+def show_progress_lines() -> None:
+    """INFO logs (the training loops' progress lines with ETA) through absl's handler, minus Orbax's chatter.
+
+    What `app.run` does for the binaries: absl's handler on the root logger, so `set_verbosity` also sets the
+    root level; without it the loops' stdlib `logging.info` lines are dropped while absl's own pass.
+    """
     from absl import logging as absl_logging
 
     from xlt_jax import cli
 
+    absl_logging.use_absl_handler()
+    absl_logging.set_verbosity(absl_logging.INFO)
+    handler = absl_logging.get_absl_handler()
+    if not any(isinstance(f, cli.QuietLibraries) for f in handler.filters):
+        handler.addFilter(cli.QuietLibraries())
+
+
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m xlt_jax.demo", description=__doc__.split("\n")[0])
     parser.add_argument("--workdir", default="runs/demo")
     parser.add_argument("--transform", default="translit")
     parser.add_argument("--config-arg", default="", help="extra key=value,... for configs/experiments/replicate.py")
     args = parser.parse_args(argv)
-    absl_logging.set_verbosity(absl_logging.INFO)  # the training loops' progress lines with ETA
-    absl_logging.get_absl_handler().addFilter(cli.QuietLibraries())
+    show_progress_lines()
     t0 = time.perf_counter()
     workdir = pathlib.Path(args.workdir).resolve()
     arg = f"transforms={args.transform},demo" + (f",{args.config_arg}" if args.config_arg else "")
