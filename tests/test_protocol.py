@@ -519,3 +519,19 @@ def test_e2e_rerun_skips_finished_steps_and_resumes_a_lost_one(e2e):
     assert {(r.setting, r.metric) for r in new} == {("BS", "f1"), ("BS", "token_accuracy")}
     old = {r.metric: r.value for r in rows_before if r.setting == "BS"}
     assert {r.metric: r.value for r in new} == old  # same fine-tuned model, same data: the same numbers
+
+
+def test_a_pretraining_marker_keeps_the_final_held_out_loss(monkeypatch, tmp_path):
+    """DONE.json of a pretraining step says whether the model left the MLM plateau (its last evaluation)."""
+    from types import SimpleNamespace
+
+    from xlt_jax.experiments import runner
+    from xlt_jax.training import loop
+
+    evals = [{"step": 500, "eval/loss": 6.02}, {"step": 2400, "eval/loss": 4.51, "eval/loss/en": 4.4}]
+    monkeypatch.setattr(loop, "run", lambda config, workdir: SimpleNamespace(start_step=0, final_step=2400,
+                                                                             evals=evals))
+    step = protocol.Step("pretrain/bilingual", "pretrain", workdir=tmp_path, config=None)
+    summary = runner.execute(step, tmp_path)
+    assert summary == {"start_step": 0, "final_step": 2400,
+                       "eval": {"step": 2400, "eval/loss": 4.51, "eval/loss/en": 4.4}}

@@ -110,6 +110,13 @@ def summary(workdir: pathlib.Path, config, seconds: float) -> dict:
             chance = f" (chance {100 / vocab:.3f})" if vocab else ""
             print(f"  {row.metric}: {row.value:.2f}%{chance}")
             out[row.metric] = row.value
+    marker = workdir / "cells" / f"{lang}_{derived}_parallel" / "pretrain" / "bilingual" / "DONE.json"
+    held_out = json.loads(marker.read_text()).get("summary", {}).get("eval", {}) if marker.is_file() else {}
+    if "eval/loss" in held_out:
+        out["bilingual_eval_loss"] = held_out["eval/loss"]
+        step = int(held_out.get("step", 0))
+        print(f"  bilingual model's held-out MLM loss at step {step}: {held_out['eval/loss']:.2f} nats (the plateau "
+              "it must leave for transfer to show is ~6.0; README: fidelity)")
     out["seconds"] = round(seconds, 1)
     print(f"\n{seconds / 60:.1f} min. Outputs in {workdir}:")
     print(f"  TensorBoard  tensorboard --logdir {workdir}")

@@ -47,7 +47,10 @@ def execute(step: Step, results_dir: epath.Path) -> dict:
         from xlt_jax.training import loop
 
         result = loop.run(step.config, step.workdir)
-        return {"start_step": result.start_step, "final_step": result.final_step}
+        summary = {"start_step": result.start_step, "final_step": result.final_step}
+        if result.evals:  # the held-out MLM loss at the end: did the model leave the plateau (README: fidelity)?
+            summary["eval"] = {k: round(float(v), 4) for k, v in result.evals[-1].items()}
+        return summary
     if step.kind == "finetune":
         from xlt_jax.finetuning import trainer
 
