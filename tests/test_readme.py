@@ -54,3 +54,15 @@ def test_a_single_model_run_that_never_leaves_the_plateau_says_so(tmp_path):
     section = readme.fidelity_section(tmp_path)
     assert "xlt_jax never." in section and "hf" not in section.split("Left the plateau")[1]
     assert "| 2000 | 16.4 M | 5.800 | – | – |" in section
+
+
+def test_demo_section_shows_transfer_against_the_baselines_from_demo_json(tmp_path):
+    assert readme.demo_section(tmp_path) is None  # no run: the README keeps its text
+    (tmp_path / "demo").mkdir()
+    record = {"machine": "Test CPU", "date": "2026-11-30 03:34 UTC", "commit": "abc", "command": "make demo",
+              "wall_s": 900, "BZ": 39.4, "BS": 85.1, "MZ": 16.4, "majority": 17.8, "align_nn_procrustes": 3.61,
+              "align_chance": 0.05}
+    (tmp_path / "demo" / "demo.json").write_text(json.dumps(record))
+    section = readme.demo_section(tmp_path)
+    assert "| 39.4 | 85.1 | 16.4 | 17.8 | +21.6 |" in section
+    assert "procrustes 3.61% (chance 0.05%)" in section and "Test CPU, 2026-11-30 03:34 UTC, 15 min" in section

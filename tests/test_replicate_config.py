@@ -37,3 +37,4 @@ def test_demo_is_the_first_cell_on_pos_with_one_seed(data_dir, tmp_path):
     assert list(built.plans) == ["en_translit_parallel"]
     assert {s.task for s in built.plan if s.kind == "finetune"} == {"pos"}
     assert {s.config.seed for s in built.plan if s.kind == "finetune"} == {1}
+    assert [s.config.train.steps for s in built.plan if s.kind == "pretrain"] == [2400, 500]  # ~15 minutes

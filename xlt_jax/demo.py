@@ -108,6 +108,8 @@ def summary(workdir: pathlib.Path, config, seconds: float) -> dict:
         if row.task == "align" and row.metric.startswith("align_nn"):
             vocab = int(row.extra.get("candidates", 0) or 0)
             chance = f" (chance {100 / vocab:.3f})" if vocab else ""
+            if vocab:
+                out["align_chance"] = 100 / vocab
             print(f"  {row.metric}: {row.value:.2f}%{chance}")
             out[row.metric] = row.value
     marker = workdir / "cells" / f"{lang}_{derived}_parallel" / "pretrain" / "bilingual" / "DONE.json"
@@ -150,7 +152,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--config-arg", default="", help="extra key=value,... for configs/experiments/replicate.py")
     args = parser.parse_args(argv)
     show_progress_lines()
-    t0 = time.perf_counter()
+    t0, started = time.perf_counter(), time.time()
     workdir = pathlib.Path(args.workdir).resolve()
     arg = f"transforms={args.transform},demo" + (f",{args.config_arg}" if args.config_arg else "")
     config = runpy.run_path(str(CONFIGS / "experiments" / "replicate.py"))["get_config"](arg)
@@ -159,7 +161,19 @@ def main(argv: list[str] | None = None) -> None:
     data_steps(preview, workdir / "data_preview")
     protocol(config, workdir)
     out = summary(workdir, config, time.perf_counter() - t0)
+    write_record(workdir, out, started)
     print(json.dumps(out))
+
+
+RECORD_FILE = "demo.json"
+
+
+def write_record(workdir: pathlib.Path, out: dict, started: float) -> None:
+    """WORKDIR/demo.json: the summary with machine, date, commit and wall time (the README's demo block)."""
+    from xlt_jax import provenance, storage
+
+    record = {**provenance.record(started, time.time()), **out}
+    storage.atomic_write(workdir / RECORD_FILE, (json.dumps(record, indent=1) + "\n").encode())
 
 
 if __name__ == "__main__":

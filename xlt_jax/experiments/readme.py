@@ -217,7 +217,30 @@ def replicate_section(runs: pathlib.Path) -> str | None:
     return head + "\n\n" + body
 
 
+def demo_section(runs: pathlib.Path) -> str | None:
+    """The last `make demo`'s summary: BZ / BS / MZ beside the majority tag, alignment beside chance."""
+    path = runs / "demo" / "demo.json"
+    if not path.is_file():
+        return None
+    d = json.loads(path.read_text())
+    lines = [f"Last `make demo` (`{d.get('command', '')}`): {provenance_line(d)}. POS token accuracy on the "
+             "transliterated English dev set:", "",
+             "| BZ (zero-shot) | BS (supervised) | MZ (monolingual, zero-shot) | majority tag "
+             "| BZ − max(MZ, majority) |",
+             "|---|---|---|---|---|"]
+    bz, bs, mz, majority = (d.get(k, float("nan")) for k in ("BZ", "BS", "MZ", "majority"))
+    lines.append(f"| {bz:.1f} | {bs:.1f} | {mz:.1f} | {majority:.1f} | {bz - max(mz, majority):+.1f} |")
+    aligned = [f"{k.removeprefix('align_nn_')} {v:.2f}%" for k, v in d.items() if k.startswith("align_nn_")]
+    if aligned:
+        chance = f" (chance {d['align_chance']:.2f}%)" if "align_chance" in d else ""
+        lines += ["", f"Token-embedding alignment of the two vocabulary copies: {', '.join(aligned)}{chance}."]
+    if "bilingual_eval_loss" in d:
+        lines += ["", f"The bilingual model's held-out MLM loss at the end: {d['bilingual_eval_loss']:.2f} nats."]
+    return "\n".join(lines)
+
+
 SECTIONS: dict[str, Callable[[pathlib.Path], str | None]] = {
+    "demo": demo_section,
     "fidelity": fidelity_section,
     "performance": performance_section,
     "replicate": replicate_section,
