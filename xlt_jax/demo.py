@@ -112,7 +112,10 @@ def summary(workdir: pathlib.Path, config, seconds: float) -> dict:
                 out["align_chance"] = 100 / vocab
             print(f"  {row.metric}: {row.value:.2f}%{chance}")
             out[row.metric] = row.value
-    marker = workdir / "cells" / f"{lang}_{derived}_parallel" / "pretrain" / "bilingual" / "DONE.json"
+    from xlt_jax.experiments import grid
+
+    cell = grid.Cell(lang, derived, "parallel").name
+    marker = workdir / "cells" / cell / "pretrain" / "bilingual" / "DONE.json"
     held_out = json.loads(marker.read_text()).get("summary", {}).get("eval", {}) if marker.is_file() else {}
     if "eval/loss" in held_out:
         out["bilingual_eval_loss"] = held_out["eval/loss"]
