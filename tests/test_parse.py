@@ -34,9 +34,22 @@ TINY = ["--max_sentences", "300", "--tagger", "iterations=2", "--parser", "itera
 def tiny_model(data_dir, tmp_path_factory) -> dict:
     """`python -m xlt_jax.data.parse train` on 300 EWT train sentences: its final JSON line (path in "model")."""
     out = tmp_path_factory.mktemp("udpipe") / "en.udpipe"
-    command = [sys.executable, "-m", "xlt_jax.data.parse", "train", "--lang", "en", "--out", str(out), *TINY]
+    record = out.parent / "runs" / "parse" / "en.json"
+    command = [sys.executable, "-m", "xlt_jax.data.parse", "train", "--lang", "en", "--out", str(out), *TINY,
+               "--record", str(record)]  # fmt: skip
     run = subprocess.run(command, capture_output=True, text=True, check=True, cwd=REPO)
     return json.loads(run.stdout.strip().splitlines()[-1])
+
+
+def test_the_training_record_carries_its_scores_and_provenance_into_the_readme(tiny_model):
+    from xlt_jax.experiments import readme
+
+    runs = pathlib.Path(tiny_model["model"]).parent / "runs"
+    saved = json.loads((runs / "parse" / "en.json").read_text())
+    assert saved["uas"] == tiny_model["uas"] and saved["las"] == tiny_model["las"]
+    assert {"machine", "date", "commit", "command"} <= saved.keys() and "--record" in saved["command"]
+    section = readme.parser_section(runs)
+    assert "| en | 300 | " in section and f"| {tiny_model['uas']:.1f} | {tiny_model['las']:.1f} |" in section
 
 
 @pytest.fixture

@@ -6,6 +6,7 @@ Each section sits between `<!-- generated:NAME -->` and `<!-- /generated:NAME --
   fidelity      runs/fidelity/*/compare.json + curves.jsonl (`python -m xlt_jax.interop.compare`)
   performance   runs/bench/*.json, the JSON line each `python -m xlt_jax.bench ...` ends with
   replicate     runs/replicate/ (`make replicate`): its report and the run record
+  parser        runs/parse/*.json (`python -m xlt_jax.data.parse train --lang L --record runs/parse/L.json`)
 A section whose inputs are missing is left as it is (and said so), so a partial rerun never blanks the
 README. Every section names the command, machine, date, wall time and commit that produced it.
 """
@@ -239,8 +240,24 @@ def demo_section(runs: pathlib.Path) -> str | None:
     return "\n".join(lines)
 
 
+def parser_section(runs: pathlib.Path) -> str | None:
+    """UDPipe models trained here, scored on their dev treebank from gold words (UAS/LAS as CoNLL 2018)."""
+    records = [json.loads(p.read_text()) for p in sorted((runs / "parse").glob("*.json"))]
+    if not records:
+        return None
+    lines = ["| lang | train sentences | tagger / parser options (over UDPipe's defaults) | dev words | UAS | LAS "
+             "| UPOS | wall | machine, date, commit |", "|---|---|---|---|---|---|---|---|---|"]
+    for r in records:
+        options = f"`{r['tagger']}` / `{r['parser']}`"
+        lines.append(f"| {r['lang']} | {r['train_sentences']:,} | {options} | {r['words']:,} | {r['uas']:.1f} "
+                     f"| {r['las']:.1f} | {r['upos']:.1f} | {r['wall_seconds'] / 60:.0f} min | {provenance_line(r)} |")
+    commands = sorted({r["command"] for r in records if r.get("command")})
+    return "\n".join(lines + ["", "Produced by: " + "; ".join(f"`{c}`" for c in commands)])
+
+
 SECTIONS: dict[str, Callable[[pathlib.Path], str | None]] = {
     "demo": demo_section,
+    "parser": parser_section,
     "fidelity": fidelity_section,
     "performance": performance_section,
     "replicate": replicate_section,

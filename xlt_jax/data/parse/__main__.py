@@ -1,8 +1,10 @@
 r"""Train a UDPipe model here, score it, and parse text into (cached) CoNLL-U.
 
   python -m xlt_jax.data.parse train --lang en [--out PATH] [--tagger 'iterations=10'] [--parser '...']
+                                      [--record runs/parse/en.json]
       trains a tagger + parser on the UD train treebank(s) of LANG, scores it on the dev treebank and ends
-      with one JSON line: {"lang", "uas", "las", "upos", ...} (saved beside the model as PATH.json)
+      with one JSON line: {"lang", "uas", "las", "upos", ...} (saved beside the model as PATH.json, and with
+      machine, date, commit and command at --record, which the README's parser section is generated from)
   python -m xlt_jax.data.parse score --lang en [--model PATH] [--split dev]
   python -m xlt_jax.data.parse text --lang en --in FILE --out FILE.conllu [--trees udpipe|stanza] [--model PATH]
       one sentence per line, words split on whitespace; the parse is cached ($XLT_CACHE_DIR/parses/)
@@ -19,14 +21,18 @@ import sys
 import time
 from collections.abc import Sequence
 
+from xlt_jax import provenance, storage
 from xlt_jax.data import parse
 from xlt_jax.data.readers.conllu import write_conllu
 from xlt_jax.data.readers.text import read_lines
 from xlt_jax.errors import XltError
 
 
-def train(lang: str, out: str = "", tagger: str = "", parser: str = "", max_sentences: int = 0) -> dict:
-    """Train, then score on dev; the record (with uas/las) is returned and saved beside the model."""
+def train(
+    lang: str, out: str = "", tagger: str = "", parser: str = "", max_sentences: int = 0, record_path: str = ""
+) -> dict:
+    """Train, then score on dev; the record (with uas/las) is returned and saved beside the model and at
+    `record_path` (with provenance: machine, date, commit, command, wall time)."""
     from xlt_jax.data.parse import udpipe
 
     path = parse.model_path(lang, out)
@@ -34,7 +40,12 @@ def train(lang: str, out: str = "", tagger: str = "", parser: str = "", max_sent
     record = udpipe.train_model(lang, path, tagger=tagger, parser=parser, max_sentences=max_sentences)
     record.update(score(lang, str(path)))
     record["wall_seconds"] = round(time.perf_counter() - t0, 1)
-    path.with_name(path.name + ".json").write_text(json.dumps(record, indent=1) + "\n")
+    record.update(provenance.record(t0, time.perf_counter()))
+    text = json.dumps(record, indent=1) + "\n"
+    path.with_name(path.name + ".json").write_text(text)
+    if record_path:
+        storage.workdir_path(record_path).parent.mkdir(parents=True, exist_ok=True)
+        storage.atomic_write(record_path, text.encode())
     return record
 
 
@@ -69,6 +80,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     t.add_argument("--tagger", default="", help="UDPipe tagger options over the defaults, e.g. 'iterations=10'")
     t.add_argument("--parser", default="", help="UDPipe parser options over the defaults, e.g. 'iterations=5'")
     t.add_argument("--max_sentences", type=int, default=0, help="train on the first N sentences (0 = all)")
+    t.add_argument("--record", default="", help="also write the scored record here (e.g. runs/parse/en.json)")
     s = sub.add_parser("score", help="UAS/LAS of a model on LANG's gold dev (or test) trees")
     s.add_argument("--lang", required=True)
     s.add_argument("--model", default="")
@@ -83,7 +95,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = p.parse_args(argv)
     try:
         if args.command == "train":
-            result = train(args.lang, args.out, args.tagger, args.parser, args.max_sentences)
+            result = train(args.lang, args.out, args.tagger, args.parser, args.max_sentences, args.record)
         elif args.command == "score":
             result = {"lang": args.lang, **score(args.lang, args.model, args.split, args.trees)}
         else:
