@@ -189,6 +189,7 @@ def test_a_preempted_grid_records_its_partial_time_and_the_readme_says_it_is_par
         grid.run(small_grid(), workdir, out=lambda _: None)
     record = json.loads((workdir / grid.RECORD_FILE).read_text())
     assert record["steps_done"] == 3 and record["steps"] > 3 and record["wall_s_total"] >= 0
+    assert record["steps_run_last"] == 3  # counted from the markers: a preempted run has no list of its own
     (workdir / "report").mkdir(exist_ok=True)
     (workdir / "report" / "report.md").write_text("# Report\n\nrows\n")
     section = readme.replicate_section(tmp_path)
@@ -196,5 +197,7 @@ def test_a_preempted_grid_records_its_partial_time_and_the_readme_says_it_is_par
 
     monkeypatch.setattr(grid, "execute", FakeSteps())  # the rerun finishes: no longer partial
     grid.run(small_grid(), workdir, out=lambda _: None)
-    assert json.loads((workdir / grid.RECORD_FILE).read_text())["steps_done"] == record["steps"]
+    rerun = json.loads((workdir / grid.RECORD_FILE).read_text())
+    assert rerun["steps_done"] == record["steps"] and rerun["steps_run_last"] == record["steps"] - 3
+    assert rerun["wall_s_total"] >= record["wall_s_total"]
     assert "Partial" not in readme.replicate_section(tmp_path)

@@ -295,16 +295,22 @@ def _total(costs: dict[str, dict]) -> str:
 RECORD_FILE = "grid.json"
 
 
-def write_record(workdir: epath.Path, started: float, executed: list[str], plan: list[Step]) -> None:
+def steps_done(plan: list[Step]) -> int:
+    return sum(v in ("done", "skip", "reuse") for v in markers.plan_status(plan).values())
+
+
+def write_record(workdir: epath.Path, started: float, executed: list[str] | None, plan: list[Step],
+                 done_before: int) -> None:
     """WORKDIR/grid.json: provenance of the last invocation and the wall time summed over all invocations
-    (a resumed grid counts every part), for the README's generated section."""
+    (a resumed grid counts every part), for the README's generated section. `executed` is None when the
+    invocation was preempted: its steps are then those finished since it started."""
     path = workdir / RECORD_FILE
     previous = json.loads(path.read_text()) if path.is_file() else {}
     record = provenance.record(started, time.time())
     record["wall_s_total"] = round(float(previous.get("wall_s_total", 0.0)) + float(record["wall_s"]), 1)
-    record["steps_run_last"] = len(executed)
     record["steps"] = len(plan)
-    record["steps_done"] = sum(v in ("done", "skip", "reuse") for v in markers.plan_status(plan).values())
+    record["steps_done"] = steps_done(plan)
+    record["steps_run_last"] = len(executed) if executed is not None else record["steps_done"] - done_before
     storage.atomic_write(path, (json.dumps(record, indent=1) + "\n").encode())
 
 
@@ -324,15 +330,15 @@ def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike, *, dry_ru
     validate.check_plan_whole(plan)
     if not dry_run:
         out(format_grid(grid, status))
-        started = time.time()
+        started, done_before = time.time(), steps_done(plan)
         try:
             executed, failed = run_steps(plan, status, seen, workdir, execute_step=execute,
                                          cache=str(config.protocol.compilation_cache), out=out)
         except Preempted:  # stopped between steps: the partial invocation's time and rows still count
-            write_record(workdir, started, [], plan)
+            write_record(workdir, started, None, plan, done_before)
             render_report(workdir)
             raise
-        write_record(workdir, started, executed, plan)
+        write_record(workdir, started, executed, plan, done_before)
         markdown = render_report(workdir)
         out(markdown or "No result rows yet.")
         if failed:
