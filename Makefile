@@ -56,7 +56,7 @@ chaos: data
 # Each benchmark's JSON line is kept in runs/bench/NAME.json; the README's performance tables come from them.
 bench: data
 	mkdir -p runs/bench
-	for b in peer train input tpu data; do $(PY) -m xlt_jax.bench $$b | tee runs/bench/$$b.log | tail -1 > runs/bench/$$b.json; done
+	for b in peer train input profile tpu data; do $(PY) -m xlt_jax.bench $$b | tee runs/bench/$$b.log | tail -1 > runs/bench/$$b.json; done
 	$(PY) -m xlt_jax.experiments.readme --sections performance
 
 lint: install

@@ -99,8 +99,11 @@ def _fmt(value: float | None) -> str:
 
 def performance_section(runs: pathlib.Path) -> str | None:
     benches = {p.stem: json.loads(p.read_text()) for p in sorted(runs.glob("bench/*.json"))}
-    if not benches:
-        return None
+    return performance_section_of(benches) if benches else None
+
+
+def performance_section_of(benches: Mapping[str, Mapping[str, Any]]) -> str:
+    """The tables of the benchmarks present, by name (peer, train, input, profile, tpu)."""
     parts = []
     if "peer" in benches:
         parts.append(_peer_table(benches["peer"]))
@@ -108,6 +111,8 @@ def performance_section(runs: pathlib.Path) -> str | None:
         parts.append(_train_table(benches["train"]))
     if "input" in benches:
         parts.append(_input_table(benches["input"]))
+    if "profile" in benches:
+        parts.append(_profile_table(benches["profile"]))
     if "tpu" in benches:
         parts.append(_tpu_table(benches["tpu"]))
     return "\n\n".join(parts)
@@ -165,6 +170,22 @@ def _input_table(f: Mapping[str, Any]) -> str:
             f"| {name} | {r['batch']} | {r['step_s']:.3f} | {r['tokens_per_s']:,.0f} | "
             f"{1000 * r['input_wait_s']:.2f} ms ({100 * r['wait_fraction']:.2f}%) |"
         )
+    return "\n".join(rows)
+
+
+def _profile_table(f: Mapping[str, Any], top: int = 8) -> str:
+    groups = ", ".join(f"{g} {100 * share:.0f}%" for g, share in f["groups"].items())
+    rows = [
+        f"**Where the step's time goes** (`{f.get('command', 'python -m xlt_jax.bench profile')}`): "
+        f"{provenance_line(f)}; `{f['config']}`, {f['layers']} layers, dropout {f['dropout']:g}; untraced step "
+        f"{1000 * f['step_s']:.0f} ms. Share of the traced operation time: {groups}. Largest operations:",
+        "",
+        "| share | ms/step (traced) | group | output shape | source (`op_name`) |",
+        "|---|---|---|---|---|",
+    ]
+    for t in f["top"][:top]:
+        rows.append(f"| {100 * t['share']:.1f}% | {t['ms_per_step']:.1f} | {t['group']} | `{t['shape']}` | "
+                    f"`{t['op_name'].removeprefix('jit(step_fn)/')}` |")
     return "\n".join(rows)
 
 
