@@ -236,6 +236,26 @@ def test_contextual_alignment_of_identical_sentences_is_perfect_at_every_layer(t
         assert value == pytest.approx(100.0), name
 
 
+def test_contextual_alignment_under_syntax_reorders_gold_dev_trees(translit_run):
+    from xlt_jax.data import transforms
+    from xlt_jax.finetuning.pretrained import load_pretrained
+
+    model = load_pretrained(translit_run)
+    config = get_config(CONFIGS / "align.py", "")
+    composed = transforms.parse("translit+syntax:fr", model.tokenizer.layout())  # the replicate grid's cell
+    figures, extra = contextual.contextual_alignment(
+        model, "en", composed, sentences=30, max_len=32, batch_size=8, mesh_config=config.mesh
+    )
+    assert extra["sentences"] == 30 and extra["sentence_source"].endswith("dev.conllu.gz")
+    assert len(figures) == 2 * 3 and all(0.0 <= v <= 100.0 for v in figures.values())
+    texts, trees, _ = contextual.held_out_trees("en", 30)
+    word_stage = transforms.parse("syntax:fr", model.tokenizer.layout())
+    reordered = [word_stage.apply_text(t, seed=0, example_id=i, sentence=tree)
+                 for i, (t, tree) in enumerate(zip(texts, trees, strict=True))]  # fmt: skip
+    assert all(sorted(a.split()) == sorted(b.split()) for a, b in zip(texts, reordered, strict=True))
+    assert sum(a != b for a, b in zip(texts, reordered, strict=True)) >= 10  # French order moves words
+
+
 def test_linear_cka_is_invariant_to_rotation_and_scale_and_low_for_unrelated_data():
     rng = np.random.default_rng(0)
     x = rng.normal(size=(300, 16))

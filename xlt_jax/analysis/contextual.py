@@ -2,7 +2,9 @@
 representations, layer by layer (embeddings, layer 1, ..., layer N)?
 
 Two figures per layer on mean-pooled hidden states of N held-out sentences (the language's first evaluation
-file, UD dev for English: never pretraining text) and their derived versions:
+file, UD dev for English: never pretraining text) and their derived versions. A syntax transformation reorders
+a tree, so then the sentences are the gold trees of the language's first UD dev/test treebank, both sides
+written from the tree's words (as both sides of a syntax-derived pretraining corpus are):
   - `contextual_retrieval_l<k>`: % of original sentences whose nearest derived sentence by cosine is their own
     (Tatoeba's protocol with the derived language as the other side);
   - `contextual_cka_l<k>`: linear CKA (Kornblith et al., 2019) between the two sets of representations, x100.
@@ -18,6 +20,7 @@ import ml_collections
 import numpy as np
 
 from xlt_jax.data import corpora
+from xlt_jax.data.readers.conllu import read_conllu
 from xlt_jax.data.tasks import Features, retrieval
 from xlt_jax.errors import ConfigError
 from xlt_jax.finetuning import inference, loading
@@ -37,6 +40,18 @@ def held_out_sentences(lang: str, limit: int) -> tuple[list[str], str]:
     if len(sentences) < 2:
         raise ConfigError(f"{source.path}: fewer than 2 sentences for the contextual alignment")
     return sentences, str(source.path)
+
+
+def held_out_trees(lang: str, limit: int) -> tuple[list[str], list, str]:
+    """(texts, trees, path) of the first `limit` gold trees of `lang`'s first UD dev/test treebank."""
+    files = corpora.ud_treebanks(lang, ("dev", "test"))
+    if not files:
+        raise ConfigError(f"contextual alignment under a syntax transformation needs gold UD dev/test trees of "
+                          f"{lang!r}; the data directory has none")  # fmt: skip
+    trees = [t for t in itertools.islice(read_conllu(files[0]), limit) if len(t)]
+    if len(trees) < 2:
+        raise ConfigError(f"{files[0]}: fewer than 2 trees for the contextual alignment")
+    return [corpora.treebank_text(t) for t in trees], trees, str(files[0])
 
 
 def pooled_layers(
@@ -105,10 +120,14 @@ def contextual_alignment(
     seed: int = 0,
 ) -> tuple[dict[str, float], dict[str, object]]:
     """Per-layer figures for `sentences` held-out sentences of `lang`, and what they were run on."""
-    texts, path = held_out_sentences(lang, sentences)
+    trees = None
+    if getattr(transform, "syntax", None) is not None:
+        texts, trees, path = held_out_trees(lang, sentences)
+    else:
+        texts, path = held_out_sentences(lang, sentences)
     max_len = min(max_len, int(model.model_config.max_len))  # longer sentences are cut, as for Tatoeba
     common = dict(max_len=max_len, seed=seed, bucket=retrieval.DEFAULT_BUCKET)
     original = retrieval.encode_sentences(model.tokenizer, texts, **common)
-    derived = retrieval.encode_sentences(model.tokenizer, texts, transform=transform, **common)
+    derived = retrieval.encode_sentences(model.tokenizer, texts, transform=transform, trees=trees, **common)
     figures = layer_figures(*pooled_layers(model, [original, derived], mesh_config, batch_size))
     return figures, {"sentences": len(texts), "sentence_source": path, "max_len": max_len}
