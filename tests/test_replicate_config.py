@@ -38,3 +38,14 @@ def test_demo_is_the_first_cell_on_pos_with_one_seed(data_dir, tmp_path):
     assert {s.task for s in built.plan if s.kind == "finetune"} == {"pos"}
     assert {s.config.seed for s in built.plan if s.kind == "finetune"} == {1}
     assert [s.config.train.steps for s in built.plan if s.kind == "pretrain"] == [2400, 500]  # ~15 minutes
+
+
+def test_the_corpus_control_pretrains_both_models_on_the_syntax_cells_text(data_dir, tmp_path):
+    config = runpy.run_path(str(REPLICATE))["get_config"]("transforms=translit,tasks=pos,corpus=treebank")
+    built = grid.build_grid(config, tmp_path, corpus=lambda c: c.corpus.source)
+    validate.check_plan_whole(built.plan)
+    pretrain = [s for s in built.plan if s.kind == "pretrain"]
+    assert [s.config.corpus.source for s in pretrain] == ["treebank:{lang}", "treebank:{lang}"]
+    default = runpy.run_path(str(REPLICATE))["get_config"]("transforms=translit,tasks=pos")
+    assert {s.config.corpus.source for s in grid.build_grid(default, tmp_path / "d").plan
+            if s.kind == "pretrain"} == {"lang:{lang}"}  # fmt: skip

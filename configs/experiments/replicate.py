@@ -27,7 +27,10 @@ What differs from the paper's recipe (roberta8, seq 512, batch 128, 500k steps, 
       this small; NER on 4,000 of its 20,000 training sentences.
   the monolingual twin pretrains 1,000 steps (500 in the demo): it is the "no transfer" baseline (MZ on a
       derived language) and the orig→orig reference, not a model whose quality the findings depend on.
-Arguments: transforms=, tasks=, seeds=, demo; steps (bilingual pretraining), mono_steps, ft_lr, ft_epochs.
+Arguments: transforms=, tasks=, seeds=, demo; steps (bilingual pretraining), mono_steps, ft_lr, ft_epochs;
+  corpus=SOURCE pretrains every model on `SOURCE:{lang}` instead of each cell's default text, e.g. `treebank`
+  (the UD train trees' 11,634 English sentences, what syntax cells with gold trees pretrain on): the control
+  that separates the corpus from the transformation when a syntax cell is compared with a translit one.
 Scaling to the paper (roberta8, seq 512, batch 128, 500k steps on a TPU v3-8) changes sizes only:
   python -m xlt_jax.experiments.grid --config configs/experiments/paper.py:langs=en,tasks=pos+ner,model=roberta8 \
       --workdir gs://BUCKET/paper_en      (README: Running on Cloud TPU)
@@ -49,7 +52,8 @@ NER_EXAMPLES = 4000  # NER fine-tuning sentences (of 20,000): enough to learn th
 
 
 def get_config(arg=None):
-    a = parse_arg(arg, transforms="", tasks="", seeds="", demo=False, steps=0, mono_steps=0, ft_lr=0.0, ft_epochs=0)
+    a = parse_arg(arg, transforms="", tasks="", seeds="", demo=False, steps=0, mono_steps=0, ft_lr=0.0, ft_epochs=0,
+                  corpus="")
     r = dict(RECIPE, steps=a.steps or RECIPE["steps"], ft_lr=a.ft_lr or RECIPE["ft_lr"],
              ft_epochs=a.ft_epochs or RECIPE["ft_epochs"])
     transforms = a.transforms or ("translit" if a.demo else TRANSFORMS)
@@ -68,6 +72,8 @@ def get_config(arg=None):
                              weight_decay=0.01)
         pre.data.random_replacement = "same_language"
         pre.train.update(log_every=100, eval_every=500, eval_max_batches=8, checkpoint_every=500)
+        if a.corpus:
+            pre.corpus.source = f"{a.corpus}:{{lang}}"
     p.pretrain.monolingual.train.steps = a.mono_steps or (DEMO_MONO_STEPS if a.demo else MONO_STEPS)
     for task in ("pos", "ner", "nli", "qa"):
         p.finetune[task].model.dtype = "float32"
