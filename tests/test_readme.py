@@ -66,3 +66,35 @@ def test_demo_section_shows_transfer_against_the_baselines_from_demo_json(tmp_pa
     section = readme.demo_section(tmp_path)
     assert "| 39.4 | 85.1 | 16.4 | 17.8 | +21.6 |" in section
     assert "procrustes 3.61% (chance 0.05%)" in section and "Test CPU, 2026-11-30 03:34 UTC, 15 min" in section
+
+
+def test_the_corpus_control_section_reads_each_model_from_its_own_grid(tmp_path):
+    from test_paper_report import align_row, protocol_rows
+
+    from xlt_jax import results
+
+    runs = tmp_path / "runs"
+    grids = {  # translit on lang:en and translit∘syntax in the main grid; translit on the treebank in the control
+        "replicate": protocol_rows("en", "translit", "pos", (30.0, -50.0, -80.0), "parallel")
+        + protocol_rows("en", "translit+syntax:fr", "pos", (42.0, -40.0, -80.0), "parallel")
+        + [align_row("en", "translit", "parallel", 0.8), align_row("en", "translit+syntax:fr", "parallel", 3.2)],
+        "replicate_treebank": protocol_rows("en", "translit", "pos", (55.0, -25.0, -78.0), "parallel")
+        + [align_row("en", "translit", "parallel", 4.5)],
+    }
+    assert readme.control_section(runs) is None  # no control run yet: the README keeps its text
+    for name, rows in grids.items():
+        (runs / name).mkdir(parents=True)
+        results.append_rows(runs / name, rows)
+    for name, cell, loss in [("replicate", "en_translit_parallel", 4.59), ("replicate_treebank", "en_translit_parallel",
+                             4.01), ("replicate", "en_translit+syntax-fr_parallel", 4.27)]:  # fmt: skip
+        marker = runs / name / "cells" / cell / "pretrain" / "bilingual" / "DONE.json"
+        marker.parent.mkdir(parents=True)
+        marker.write_text(json.dumps({"summary": {"eval": {"eval/loss": loss}}}))
+    (runs / "replicate_treebank" / "grid.json").write_text(json.dumps(
+        {"command": "python -m xlt_jax.experiments.grid ...corpus=treebank", "machine": "CPU", "wall_s_total": 1200}))
+    lines = readme.control_section(runs).splitlines()
+    default, control, composed = [line for line in lines if line.startswith("| translit")]
+    assert "`lang:en`" in default and "| 4.590 | 30.0 | 80.0 | 0.0 | -50.0 | -80.0 | 0.80 |" in default
+    assert "`treebank:en`" in control and "| 4.010 | 55.0 | 80.0 | 2.0 | -25.0 | -78.0 | 4.50 |" in control
+    assert "| 4.270 | 42.0 | 82.0 | 2.0 | -40.0 | -80.0 | 3.20 |" in composed
+    assert "20 min" in lines[0]

@@ -6,6 +6,8 @@ Each section sits between `<!-- generated:NAME -->` and `<!-- /generated:NAME --
   fidelity      runs/fidelity/*/compare.json + curves.jsonl (`python -m xlt_jax.interop.compare`)
   performance   runs/bench/*.json, the JSON line each `python -m xlt_jax.bench ...` ends with
   replicate     runs/replicate/ (`make replicate`): its report and the run record
+  control       runs/replicate_treebank/ (the corpus control of `configs/experiments/replicate.py:corpus=treebank`)
+                beside runs/replicate/
   parser        runs/parse/*.json (`python -m xlt_jax.data.parse train --lang L --record runs/parse/L.json`)
 A section whose inputs are missing is left as it is (and said so), so a partial rerun never blanks the
 README. Every section names the command, machine, date, wall time and commit that produced it.
@@ -60,7 +62,7 @@ def fidelity_section(runs: pathlib.Path) -> str | None:
             ours, theirs = r.get("xlt_jax/eval_loss"), r.get("hf/eval_loss")
             delta = f"{ours - theirs:+.3f}" if ours is not None and theirs is not None else "–"
             lines.append(
-                f"| {r['step']} | {r['step'] * tokens / 1e6:.1f} M | {_fmt(ours)} | {_fmt(theirs)} | {delta} |"
+                f"| {r['step']} | {r['step'] * tokens / 1e6:.1f} M | {_fmt(ours, 3)} | {_fmt(theirs, 3)} | {delta} |"
             )
         trained = [name for name in ("xlt_jax", "hf") if f"{name}_final_eval_loss" in summary]
         exits = [f"{name} " + (f"at step {step}" if (step := summary.get(f"{name}_plateau_exit_step")) else "never")
@@ -90,8 +92,8 @@ def publish_figure(source: pathlib.Path, name: str) -> str | None:
     return (FIGURES / name).as_posix()
 
 
-def _fmt(value: float | None) -> str:
-    return "–" if value is None else f"{value:.3f}"
+def _fmt(value: float | None, digits: int = 1) -> str:
+    return "–" if value is None else f"{value:.{digits}f}"
 
 
 # -- performance ---------------------------------------------------------------------------------------
@@ -239,6 +241,41 @@ def replicate_section(runs: pathlib.Path) -> str | None:
     return head + "\n\n" + body
 
 
+# (cell label, pretraining corpus, grid directory, paper family, cell directory)
+CONTROL_MODELS = (
+    ("translit", "`lang:en` (the cell's default)", "replicate", "translit", "en_translit_parallel"),
+    ("translit", "`treebank:en` (control)", "replicate_treebank", "translit", "en_translit_parallel"),
+    ("translit ∘ syntax (fr)", "`treebank:en` (gold trees)", "replicate", "translit+syntax",
+     "en_translit+syntax-fr_parallel"),
+)
+
+
+def control_section(runs: pathlib.Path) -> str | None:
+    """Transliteration pretrained on its default corpus and on the syntax cells' treebank text, beside
+    translit∘syntax (which can only use the treebank): separates the corpus from the transformation."""
+    from xlt_jax import results
+    from xlt_jax.experiments import paper_tables
+
+    if not (runs / "replicate_treebank" / results.RESULTS_FILE).is_file():
+        return None
+    views = {d: paper_tables.View(results.read_rows(runs / d / results.RESULTS_FILE))
+             for d in ("replicate", "replicate_treebank")}  # fmt: skip
+    lines = ["| model | pretraining corpus | held-out MLM loss | POS BZ | BS | MZ | Δ(BZ−BS) | Δ(MZ−BS) "
+             "| token alignment (identity NN %, as the paper's Table 7) |", "|---|---|---|---|---|---|---|---|---|"]
+    for label, corpus, grid_dir, family, cell in CONTROL_MODELS:
+        view = views[grid_dir]
+        fields = [view.one("en", family, "parallel", "pos", f).value
+                  for f in ("bz", "bs", "mz", "delta_bz_bs", "delta_mz_bs")]  # fmt: skip
+        marker = runs / grid_dir / "cells" / cell / "pretrain" / "bilingual" / "DONE.json"
+        loss = json.loads(marker.read_text())["summary"].get("eval", {}).get("eval/loss") if marker.is_file() else None
+        lines.append(f"| {label} | {corpus} | {_fmt(loss, 3)} | " + " | ".join(_fmt(v) for v in fields)
+                     + f" | {_fmt(view.align('en', family, 'parallel').value, 2)} |")
+    meta = json.loads((runs / "replicate_treebank" / "grid.json").read_text())
+    meta["wall_s"] = meta.get("wall_s_total", meta.get("wall_s"))
+    return (f"`{meta.get('command', '')}` — {provenance_line(meta)}; the other two rows from `make replicate` "
+            "above. POS F1 on the dev set, means over fine-tuning seeds 1 and 2.\n\n" + "\n".join(lines))
+
+
 def demo_section(runs: pathlib.Path) -> str | None:
     """The last `make demo`'s summary: BZ / BS / MZ beside the majority tag, alignment beside chance."""
     path = runs / "demo" / "demo.json"
@@ -278,6 +315,7 @@ def parser_section(runs: pathlib.Path) -> str | None:
 
 SECTIONS: dict[str, Callable[[pathlib.Path], str | None]] = {
     "demo": demo_section,
+    "control": control_section,
     "parser": parser_section,
     "fidelity": fidelity_section,
     "performance": performance_section,
