@@ -40,12 +40,12 @@ def test_demo_is_the_first_cell_on_pos_with_one_seed(data_dir, tmp_path):
     assert [s.config.train.steps for s in built.plan if s.kind == "pretrain"] == [2400, 500]  # ~15 minutes
 
 
-def test_the_corpus_control_pretrains_both_models_on_the_syntax_cells_text(data_dir, tmp_path):
-    config = runpy.run_path(str(REPLICATE))["get_config"]("transforms=translit,tasks=pos,corpus=treebank")
+def test_every_model_pretrains_on_the_treebank_text_unless_told_otherwise(data_dir, tmp_path):
+    config = runpy.run_path(str(REPLICATE))["get_config"]()
     built = grid.build_grid(config, tmp_path, corpus=lambda c: c.corpus.source)
-    validate.check_plan_whole(built.plan)
     pretrain = [s for s in built.plan if s.kind == "pretrain"]
-    assert [s.config.corpus.source for s in pretrain] == ["treebank:{lang}", "treebank:{lang}"]
-    default = runpy.run_path(str(REPLICATE))["get_config"]("transforms=translit,tasks=pos")
-    assert {s.config.corpus.source for s in grid.build_grid(default, tmp_path / "d").plan
+    assert {s.config.corpus.source for s in pretrain} == {"treebank:{lang}"}
+    assert sum(s.name.endswith("pretrain/monolingual") for s in pretrain) == 1  # one twin serves every cell
+    previous = runpy.run_path(str(REPLICATE))["get_config"]("transforms=translit,tasks=pos,corpus=lang")
+    assert {s.config.corpus.source for s in grid.build_grid(previous, tmp_path / "lang").plan
             if s.kind == "pretrain"} == {"lang:{lang}"}  # fmt: skip
