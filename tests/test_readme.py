@@ -74,8 +74,8 @@ def test_the_corpus_control_section_reads_each_model_from_its_own_grid(tmp_path)
     from xlt_jax import results
 
     runs = tmp_path / "runs"
-    grids = {  # translit on lang:en and translit∘syntax in the main grid; translit on the treebank in the control
-        "replicate": protocol_rows("en", "translit", "pos", (30.0, -50.0, -80.0), "parallel")
+    grids = {  # translit on lang:en and translit∘syntax in the previous grid; translit on the treebank in the control
+        "replicate_lang": protocol_rows("en", "translit", "pos", (30.0, -50.0, -80.0), "parallel")
         + protocol_rows("en", "translit+syntax:fr", "pos", (42.0, -40.0, -80.0), "parallel")
         + [align_row("en", "translit", "parallel", 0.8), align_row("en", "translit+syntax:fr", "parallel", 3.2)],
         "replicate_treebank": protocol_rows("en", "translit", "pos", (55.0, -25.0, -78.0), "parallel")
@@ -85,8 +85,9 @@ def test_the_corpus_control_section_reads_each_model_from_its_own_grid(tmp_path)
     for name, rows in grids.items():
         (runs / name).mkdir(parents=True)
         results.append_rows(runs / name, rows)
-    for name, cell, loss in [("replicate", "en_translit_parallel", 4.59), ("replicate_treebank", "en_translit_parallel",
-                             4.01), ("replicate", "en_translit+syntax-fr_parallel", 4.27)]:  # fmt: skip
+    markers = [("replicate_lang", "en_translit_parallel", 4.59), ("replicate_treebank", "en_translit_parallel", 4.01),
+               ("replicate_lang", "en_translit+syntax-fr_parallel", 4.27)]
+    for name, cell, loss in markers:
         marker = runs / name / "cells" / cell / "pretrain" / "bilingual" / "DONE.json"
         marker.parent.mkdir(parents=True)
         marker.write_text(json.dumps({"summary": {"eval": {"eval/loss": loss}}}))

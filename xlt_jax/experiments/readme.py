@@ -6,8 +6,8 @@ Each section sits between `<!-- generated:NAME -->` and `<!-- /generated:NAME --
   fidelity      runs/fidelity/*/compare.json + curves.jsonl (`python -m xlt_jax.interop.compare`)
   performance   runs/bench/*.json, the JSON line each `python -m xlt_jax.bench ...` ends with
   replicate     runs/replicate/ (`make replicate`): its report and the run record
-  control       runs/replicate_treebank/ (the corpus control of `configs/experiments/replicate.py:corpus=treebank`)
-                beside runs/replicate/
+  control       runs/replicate_treebank/ (the corpus control, `configs/experiments/replicate.py:corpus=treebank`)
+                beside runs/replicate_lang/ (the last complete grid, on the previous recipe's `lang:en` text)
   parser        runs/parse/*.json (`python -m xlt_jax.data.parse train --lang L --record runs/parse/L.json`)
 A section whose inputs are missing is left as it is (and said so), so a partial rerun never blanks the
 README. Every section names the command, machine, date, wall time and commit that produced it.
@@ -243,9 +243,9 @@ def replicate_section(runs: pathlib.Path) -> str | None:
 
 # (cell label, pretraining corpus, grid directory, paper family, cell directory)
 CONTROL_MODELS = (
-    ("translit", "`lang:en` (the cell's default)", "replicate", "translit", "en_translit_parallel"),
-    ("translit", "`treebank:en` (control)", "replicate_treebank", "translit", "en_translit_parallel"),
-    ("translit ∘ syntax (fr)", "`treebank:en` (gold trees)", "replicate", "translit+syntax",
+    ("translit", "`lang:en` (previous recipe)", "replicate_lang", "translit", "en_translit_parallel"),
+    ("translit", "`treebank:en` (the recipe now)", "replicate_treebank", "translit", "en_translit_parallel"),
+    ("translit ∘ syntax (fr)", "`treebank:en` (gold trees)", "replicate_lang", "translit+syntax",
      "en_translit+syntax-fr_parallel"),
 )
 
@@ -259,7 +259,7 @@ def control_section(runs: pathlib.Path) -> str | None:
     if not (runs / "replicate_treebank" / results.RESULTS_FILE).is_file():
         return None
     views = {d: paper_tables.View(results.read_rows(runs / d / results.RESULTS_FILE))
-             for d in ("replicate", "replicate_treebank")}  # fmt: skip
+             for d in {m[2] for m in CONTROL_MODELS}}  # fmt: skip
     lines = ["| model | pretraining corpus | held-out MLM loss | POS BZ | BS | MZ | Δ(BZ−BS) | Δ(MZ−BS) "
              "| token alignment (identity NN %, as the paper's Table 7) |", "|---|---|---|---|---|---|---|---|---|"]
     for label, corpus, grid_dir, family, cell in CONTROL_MODELS:
@@ -272,8 +272,9 @@ def control_section(runs: pathlib.Path) -> str | None:
                      + f" | {_fmt(view.align('en', family, 'parallel').value, 2)} |")
     meta = json.loads((runs / "replicate_treebank" / "grid.json").read_text())
     meta["wall_s"] = meta.get("wall_s_total", meta.get("wall_s"))
-    return (f"`{meta.get('command', '')}` — {provenance_line(meta)}; the other two rows from `make replicate` "
-            "above. POS F1 on the dev set, means over fine-tuning seeds 1 and 2.\n\n" + "\n".join(lines))
+    return (f"`{meta.get('command', '')}` — {provenance_line(meta)}; the other two rows from the last complete "
+            "`make replicate` above (runs/replicate_lang). POS F1 on the dev set, means over fine-tuning seeds 1 "
+            "and 2.\n\n" + "\n".join(lines))
 
 
 def demo_section(runs: pathlib.Path) -> str | None:
