@@ -97,9 +97,9 @@ def profile(name: str, args: argparse.Namespace) -> dict:
 
 
 def summarize(totals: collections.Counter, known: dict[str, dict[str, str]], steps: int, top: int) -> dict:
-    """Traced ms per step, shares by group and the `top` operations; a `while` is left out of the shares
-    because the operations of its body are counted themselves."""
-    top_level = collections.Counter({k: v for k, v in totals.items() if known[k]["opcode"] != "while"})
+    """Traced ms per step, shares by group and the `top` operations; a `while` (or `call`, `conditional`) is
+    left out of the shares because the operations of its body are counted themselves."""
+    top_level = collections.Counter({k: v for k, v in totals.items() if known[k]["group"] != "control flow"})
     traced = sum(top_level.values())
     groups: collections.Counter = collections.Counter()
     for k, v in top_level.items():
