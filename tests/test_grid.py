@@ -148,9 +148,10 @@ def test_dry_run_estimates_each_cell_from_a_measured_and_then_cached_throughput(
 
 def test_identical_runs_are_shared_across_cells_and_evaluations_are_not(data_dir, tmp_path):
     """The replication grid's monolingual twin and its MZ fine-tunes are one run for every cell that pretrains on
-    the same text; syntax cells (UD trees' sentences) get their own; every cell keeps its evaluations."""
-    config = runpy.run_path(str(REPO / "configs" / "experiments" / "replicate.py"))["get_config"](
-        "transforms=translit/inv/syntax,tasks=pos,seeds=1")
+    the same text; on the previous recipe's `lang:en` text, syntax cells (UD trees' sentences) get their own;
+    every cell keeps its evaluations."""
+    replicate = runpy.run_path(str(REPO / "configs" / "experiments" / "replicate.py"))["get_config"]
+    config = replicate("transforms=translit/inv/syntax,tasks=pos,seeds=1,corpus=lang")
     built = grid.build_grid(config, tmp_path)
     names = [s.name for s in built.plan]
     assert len(names) == len(set(names))
@@ -168,6 +169,9 @@ def test_identical_runs_are_shared_across_cells_and_evaluations_are_not(data_dir
     # The bilingual models and their fine-tunes are never shared (different derived languages).
     assert sum(s.name.endswith("pretrain/bilingual") for s in built.plan) == 3
     validate.check_plan_whole(built.plan)
+    same_text = grid.build_grid(replicate("transforms=translit/inv/syntax,tasks=pos,seeds=1"), tmp_path / "treebank")
+    assert [s.name for s in same_text.plan if s.name.endswith("pretrain/monolingual")] == [
+        "en_translit_parallel/pretrain/monolingual"]  # the recipe now: every cell on the treebank text
     without = grid.build_grid(paper_config("langs=en,transforms=translit/inv,tasks=pos,variants=parallel"), tmp_path)
     assert not without.shared and sum(s.name.endswith("pretrain/monolingual") for s in without.plan) == 2
 
