@@ -187,7 +187,7 @@ def _profile_table(f: Mapping[str, Any], top: int = 8) -> str:
     ]
     for t in f["top"][:top]:
         rows.append(f"| {100 * t['share']:.1f}% | {t['ms_per_step']:.1f} | {t['group']} | `{t['shape']}` | "
-                    f"`{t['op_name'].removeprefix('jit(step_fn)/')}` |")
+                    f"`{t['op_name'].removeprefix('jit(step_fn)/') or t['op'] + ' (made by XLA)'}` |")
     return "\n".join(rows)
 
 
