@@ -272,8 +272,8 @@ def control_section(runs: pathlib.Path) -> str | None:
                      + f" | {_fmt(view.align('en', family, 'parallel').value, 2)} |")
     meta = json.loads((runs / "replicate_treebank" / "grid.json").read_text())
     meta["wall_s"] = meta.get("wall_s_total", meta.get("wall_s"))
-    return (f"`{meta.get('command', '')}` — {provenance_line(meta)}; the other two rows from the last complete "
-            "`make replicate` above (runs/replicate_lang). POS F1 on the dev set, means over fine-tuning seeds 1 "
+    return (f"`{meta.get('command', '')}` — {provenance_line(meta)}; the other two rows from the previous "
+            "recipe's complete grid (runs/replicate_lang). POS F1 on the dev set, means over fine-tuning seeds 1 "
             "and 2.\n\n" + "\n".join(lines))
 
 
