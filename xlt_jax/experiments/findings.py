@@ -95,7 +95,8 @@ def alignment_correlates(rows: Sequence[results.ResultRow], task: str) -> Findin
     alignment, delta = [p.alignment for p in points], [p.delta_bz_bs for p in points]
     rho = float(scipy.stats.spearmanr(alignment, delta).statistic)
     p = spearman_greater_p(alignment, delta)
-    evidence = f"Spearman ρ {rho:+.2f}, one-sided exact p = {p:.3g} ({len(points)} models)"
+    kind = "exact" if len(points) <= EXACT_UP_TO else "permutation (20,000 resamples)"
+    evidence = f"Spearman ρ {rho:+.2f}, one-sided {kind} p = {p:.3g} ({len(points)} models)"
     if rho > 0 and p >= ALPHA:
         return Finding("c", task, None, evidence, undecided="positive, not significant")
     return Finding("c", task, rho > 0, evidence)
