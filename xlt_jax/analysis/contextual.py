@@ -121,7 +121,7 @@ def contextual_alignment(
 ) -> tuple[dict[str, float], dict[str, object]]:
     """Per-layer figures for `sentences` held-out sentences of `lang`, and what they were run on."""
     trees = None
-    if getattr(transform, "syntax", None) is not None:
+    if transform.syntax is not None:
         texts, trees, path = held_out_trees(lang, sentences)
     else:
         texts, path = held_out_sentences(lang, sentences)

@@ -36,7 +36,8 @@ _MOVEMENT = ("copy", "transpose", "broadcast", "concatenate", "dynamic-slice", "
 
 
 def instructions(hlo_text: str) -> dict[str, dict[str, str]]:
-    """Top-level instruction name -> {shape, opcode, group, op_name} of a compiled module's text."""
+    """Instruction name -> {shape, opcode, group, op_name} of a compiled module's text (every computation:
+    a fused computation's inner instructions never appear in a trace, so they never match an event)."""
     out = {}
     for line in hlo_text.splitlines():
         m = _INSTRUCTION.match(line)
@@ -83,7 +84,7 @@ def profile(name: str, args: argparse.Namespace) -> dict:
     config.update(dropout=args.dropout, scan_layers=args.layers == "scan")
     batch = peer.mlm_batch(layout, batch_size, seq_len, mlm.auto_max_predictions(seq_len, 0.15))
     step = peer._Xlt(config, layout, batch)
-    known = instructions(step.step.lower(step.state, step.batch).compile().as_text())
+    known = instructions(step.compiled.as_text())
     timed_calls(step, args.warmup)
     step_s = statistics.median(timed_calls(step, args.steps))
     trace_dir = pathlib.Path(args.trace_dir) / f"{name}_{args.layers}_dropout{args.dropout:g}"

@@ -90,13 +90,13 @@ def spearman_greater_p(alignment: Sequence[float], delta: Sequence[float]) -> fl
 
 def alignment_correlates(rows: Sequence[results.ResultRow], task: str) -> Finding:
     points = paper_figures.alignment_points(rows, task)
-    if len(points) < 3:
+    stats = paper_figures.spearman(points)
+    if stats is None:
         return Finding("c", task, None, f"{len(points)} model(s) with alignment and Δ(BZ−BS); 3 needed")
-    alignment, delta = [p.alignment for p in points], [p.delta_bz_bs for p in points]
-    rho = float(scipy.stats.spearmanr(alignment, delta).statistic)
-    p = spearman_greater_p(alignment, delta)
-    kind = "exact" if len(points) <= EXACT_UP_TO else "permutation (20,000 resamples)"
-    evidence = f"Spearman ρ {rho:+.2f}, one-sided {kind} p = {p:.3g} ({len(points)} models)"
+    rho, _, n = stats  # the figure's two-sided t-approximation p is replaced by the exact one-sided test
+    p = spearman_greater_p([q.alignment for q in points], [q.delta_bz_bs for q in points])
+    kind = "exact" if n <= EXACT_UP_TO else "permutation (20,000 resamples)"
+    evidence = f"Spearman ρ {rho:+.2f}, one-sided {kind} p = {p:.3g} ({n} models)"
     if rho > 0 and p >= ALPHA:
         return Finding("c", task, None, evidence, undecided="positive, not significant")
     return Finding("c", task, rho > 0, evidence)

@@ -219,14 +219,20 @@ def _tpu_table(f: Mapping[str, Any]) -> str:
 # -- replicate -----------------------------------------------------------------------------------------
 
 
+def grid_record(root: pathlib.Path) -> dict[str, Any]:
+    """A grid's grid.json, its wall time summed over every invocation (a resumed grid counts each part)."""
+    meta = json.loads((root / "grid.json").read_text())
+    meta["wall_s"] = meta.get("wall_s_total", meta.get("wall_s"))
+    return meta
+
+
 def replicate_section(runs: pathlib.Path) -> str | None:
     """The last `make replicate`'s report (tables, findings, the paper's numbers beside ours) and figures."""
     root = runs / "replicate"
     record, report = root / "grid.json", root / "report" / "report.md"
     if not record.is_file() or not report.is_file():
         return None
-    meta = json.loads(record.read_text())
-    meta["wall_s"] = meta.get("wall_s_total", meta.get("wall_s"))
+    meta = grid_record(root)
     head = f"`make replicate` (`{meta.get('command', '')}`) — {provenance_line(meta)}."
     done, steps = meta.get("steps_done"), meta.get("steps")
     if done is not None and steps and done < steps:
@@ -270,8 +276,7 @@ def control_section(runs: pathlib.Path) -> str | None:
         loss = json.loads(marker.read_text())["summary"].get("eval", {}).get("eval/loss") if marker.is_file() else None
         lines.append(f"| {label} | {corpus} | {_fmt(loss, 3)} | " + " | ".join(_fmt(v) for v in fields)
                      + f" | {_fmt(view.align('en', family, 'parallel').value, 2)} |")
-    meta = json.loads((runs / "replicate_treebank" / "grid.json").read_text())
-    meta["wall_s"] = meta.get("wall_s_total", meta.get("wall_s"))
+    meta = grid_record(runs / "replicate_treebank")
     return (f"`{meta.get('command', '')}` — {provenance_line(meta)}; the other two rows from the previous "
             "recipe's complete grid (runs/replicate_lang). POS F1 on the dev set, means over fine-tuning seeds 1 "
             "and 2.\n\n" + "\n".join(lines))
