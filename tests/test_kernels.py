@@ -1,7 +1,6 @@
 """The hand-written pieces under the models, each checked against the library computation it replaces:
 Threefry and the dropout draws (jax.random), the tied decoder's gradients (autodiff of the plain formula),
-the one-matmul query/key/value projection (the three separate layers), and the cross-entropy metric sums
-(optax, argmax)."""
+and the cross-entropy metric sums (optax, argmax)."""
 
 from __future__ import annotations
 
@@ -10,13 +9,12 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from flax import nnx
 from jax.extend.random import threefry2x32_p
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from xlt_jax.models.dropout import dropout, threefry2x32, uniform_bits16
-from xlt_jax.models.layers import MultiHeadAttention, param_creation_context, tied_logits
+from xlt_jax.models.layers import tied_logits
 from xlt_jax.models.losses import token_cross_entropy
 
 
@@ -90,42 +88,6 @@ def test_tied_logits_value_and_gradients_match_autodiff():
     low = [a.astype(jnp.bfloat16) for a in (x, emb, bias)]
     grads = jax.grad(lambda *a: jnp.sum(tied_logits(*a).astype(jnp.float32)), argnums=(0, 1, 2))(*low)
     assert all(g.dtype == jnp.bfloat16 for g in grads)
-
-
-@pytest.mark.parametrize("use_bias", [True, False])
-def test_fused_qkv_projection_matches_the_three_layers(use_bias):
-    with param_creation_context():
-        attn = MultiHeadAttention(
-            16, 2, 8, use_bias=use_bias, kernel_init=nnx.initializers.normal(0.5), scale_at_runtime=True,
-            dropout_rate=0.0, dtype=jnp.float32, param_dtype=jnp.float32, rngs=nnx.Rngs(0),
-        )
-    parts = (attn.query, attn.key, attn.value)
-    if use_bias:
-        for i, p in enumerate(parts):
-            p.bias[...] = jax.random.normal(jax.random.key(i), p.bias.shape)
-    rng = np.random.default_rng(0)
-    x = jnp.asarray(rng.normal(size=(3, 5, 16)), jnp.float32)
-    other = jnp.asarray(rng.normal(size=(3, 4, 16)), jnp.float32)
-
-    def separate(m, a, b):
-        return m.query(a), m.key(b), m.value(b)
-
-    for got, want in zip(attn.project_qkv(x, x), separate(attn, x, x), strict=True):
-        np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
-    # Cross-attention (T5's decoder) projects queries and keys/values from different inputs.
-    for got, want in zip(attn.project_qkv(x, other), separate(attn, x, other), strict=True):
-        assert got.shape == want.shape
-        np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
-    probe = [jnp.asarray(rng.normal(size=(3, 5, 2, 8)), jnp.float32) for _ in range(3)]
-
-    def loss(m, project):
-        return sum(jnp.sum(jnp.sin(y) * p) for y, p in zip(project(m, x, x), probe, strict=True))
-
-    ours = nnx.grad(loss)(attn, lambda m, a, b: m.project_qkv(a, b))
-    want = nnx.grad(loss)(attn, separate)
-    for (path, got), (_, ref) in zip(nnx.to_flat_state(ours), nnx.to_flat_state(want), strict=True):
-        if path[0] in ("query", "key", "value"):
-            np.testing.assert_allclose(got[...], ref[...], rtol=1e-5, atol=1e-5, err_msg=str(path))
 
 
 def test_token_cross_entropy_sums():

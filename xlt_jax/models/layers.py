@@ -211,7 +211,9 @@ class MultiHeadAttention(nnx.Module):
         self, inputs_q: jax.Array, inputs_kv: jax.Array, bias: jax.Array, *, key: jax.Array, deterministic: bool
     ) -> jax.Array:
         qkv_names = ("batch", "length", "heads", "kv")
-        q, k, v = (constrain(y, qkv_names) for y in self.project_qkv(inputs_q, inputs_kv))
+        q = constrain(self.query(inputs_q), qkv_names)
+        k = constrain(self.key(inputs_kv), qkv_names)
+        v = constrain(self.value(inputs_kv), qkv_names)
         if self.scale != 1.0:
             q = q * jnp.asarray(self.scale, q.dtype)
         scores = jnp.einsum("bqhd,bkhd->bhqk", q, k) + bias.astype(q.dtype)
@@ -219,23 +221,6 @@ class MultiHeadAttention(nnx.Module):
         probs = dropout(probs, self.dropout_rate, key, deterministic)
         context = constrain(jnp.einsum("bhqk,bkhd->bqhd", probs, v), qkv_names)
         return constrain(self.out(context), ("batch", "length", "embed"))
-
-
-    def project_qkv(self, inputs_q: jax.Array, inputs_kv: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
-        """Queries, keys and values [B, L, heads, kv]; self-attention makes them with one matmul.
-
-        Why: three [embed → heads·kv] products are narrow (128 columns for the CPU-scale model) and run far
-        below the matmul peak on CPU; one product against the three kernels side by side [embed, 3, heads,
-        kv] is three times wider, and so is its backward. Each output is the same dot over `embed`.
-        """
-        if inputs_q is not inputs_kv:
-            return self.query(inputs_q), self.key(inputs_kv), self.value(inputs_kv)
-        parts = (self.query, self.key, self.value)
-        kernel = jnp.stack([p.kernel[...] for p in parts], axis=1).astype(self.dtype)  # [embed, 3, heads, kv]
-        y = jnp.einsum("ble,ethd->blthd", inputs_q.astype(self.dtype), kernel)
-        if self.query.bias is not None:
-            y = y + jnp.stack([p.bias[...] for p in parts]).astype(self.dtype)
-        return y[:, :, 0], y[:, :, 1], y[:, :, 2]
 
 
 class Mlp(nnx.Module):
