@@ -17,17 +17,25 @@ export XLT_REQUIRE_EXTRAS ?= 1
 # devices split every matmul 8 ways on 2 cores and add collectives).
 test test-slow fuzz chaos: export XLA_FLAGS ?= --xla_force_host_platform_device_count=8
 
-.PHONY: install data demo replicate test test-slow fuzz chaos bench lint clean
+.PHONY: core install data demo replicate test test-slow fuzz chaos bench lint clean
 
-$(VENV)/.installed: setup.py
+# Two stages: the core packages (all that demo and replicate need: ~1 min on a fresh machine), then the extras
+# (torch, libtpu, tensorflow-datasets, UDPipe, pytest: several minutes) for the tests, bench and lint.
+$(VENV)/.core: setup.py
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e .
+	touch $@
+
+$(VENV)/.installed: $(VENV)/.core
 	$(PY) -m pip install -q -e '.[$(EXTRAS)]'
 	touch $@
 
+core: $(VENV)/.core
+
 install: $(VENV)/.installed
 
-data: install
+data: core
 	$(PY) -m xlt_jax.data.download
 
 demo: data
@@ -38,23 +46,23 @@ replicate: data
 	$(PY) -m xlt_jax.experiments.grid --config configs/experiments/replicate.py --workdir runs/replicate
 	$(PY) -m xlt_jax.experiments.readme --sections replicate
 
-test: data
+test: data install
 	$(PY) -m pytest $(PYTEST_ARGS) -m "not slow" tests
 
-test-slow: data
+test-slow: data install
 	$(PY) -m pytest $(PYTEST_ARGS) -m slow tests
 
 # Hostile-input fuzzing: every reader, config string and transform spec on thousands of damaged real files
 # (`make test` runs a deterministic sample of the same tests). The statistics give the cases run per test.
-fuzz: data
+fuzz: data install
 	$(PY) -m pytest $(PYTEST_ARGS) -m fuzz --hypothesis-profile=fuzz --hypothesis-show-statistics tests
 
 # A longer hard-kill campaign: random-time SIGKILLs of pretraining (XLT_CHAOS_KILLS, XLT_CHAOS_SEED).
-chaos: data
+chaos: data install
 	XLT_CHAOS_KILLS=$${XLT_CHAOS_KILLS:-50} $(PY) -m pytest -s -m slow tests/test_chaos.py
 
 # Each benchmark's JSON line is kept in runs/bench/NAME.json; the README's performance tables come from them.
-bench: data
+bench: data install
 	mkdir -p runs/bench
 	for b in peer train input profile tpu data; do $(PY) -m xlt_jax.bench $$b | tee runs/bench/$$b.log | tail -1 > runs/bench/$$b.json; done
 	$(PY) -m xlt_jax.experiments.readme --sections performance

@@ -291,8 +291,13 @@ def test_failed_steps_block_their_dependents_and_a_rerun_resumes_exactly_there(d
 
     second = FakeSteps()
     monkeypatch.setattr(protocol, "execute", second)
-    result = protocol.run(config, tmp_path, out=lambda _: None)
+    lines: list[str] = []
+    result = protocol.run(config, tmp_path, out=lines.append)
     assert second.calls == result.executed == ["finetune/pos/bilingual-derived-s42", "evaluate/pos/BS-s42"]
+    # Before its first step, the resumed run estimates what is left from the durations the first run recorded.
+    first_run = next(i for i, line in enumerate(lines) if line.startswith("["))
+    assert lines[first_run - 1].startswith("2 step(s) to run; ETA "), lines
+    assert lines[first_run - 1].endswith("(from the steps done before)"), lines
 
     third = FakeSteps()
     monkeypatch.setattr(protocol, "execute", third)

@@ -1,7 +1,8 @@
-"""Time left in a plan of runs, from the durations of the steps already done in this invocation.
+"""Time left in a plan of runs, from the durations of the steps already done.
 
-A pretraining step costs about its train steps × seconds per train step, a fine-tuning or evaluation step
-about what the last one of its kind took; a kind not yet seen has no estimate (said so, not guessed).
+A pretraining step costs about its train steps × the mean seconds per train step so far, a fine-tuning or
+evaluation step about the mean of its kind; a kind not yet seen has no estimate (said so, not guessed). A
+resumed plan starts from the durations its earlier invocations recorded in the steps' markers.
 """
 
 from __future__ import annotations
@@ -22,10 +23,16 @@ def _work(step: Any) -> float:
 class PlanClock:
     """Feed it each finished step; `remaining` estimates the rest of `todo`."""
 
-    seconds_per_unit: dict[str, float] = dataclasses.field(default_factory=dict)
+    seconds: dict[str, float] = dataclasses.field(default_factory=dict)  # per kind: summed wall seconds
+    work: dict[str, float] = dataclasses.field(default_factory=dict)  # per kind: summed `_work`
+
+    @property
+    def seconds_per_unit(self) -> dict[str, float]:
+        return {kind: self.seconds[kind] / max(self.work[kind], 1.0) for kind in self.seconds}
 
     def finished(self, step: Any, seconds: float) -> None:
-        self.seconds_per_unit[step.kind] = seconds / max(_work(step), 1.0)
+        self.seconds[step.kind] = self.seconds.get(step.kind, 0.0) + float(seconds)
+        self.work[step.kind] = self.work.get(step.kind, 0.0) + _work(step)
 
     def remaining(self, todo: Sequence[Any]) -> tuple[float, list[str]]:
         """(estimated seconds for the steps in `todo`, kinds that have no estimate yet)."""

@@ -121,6 +121,12 @@ def run_steps(plan: Sequence[Step], status: dict[str, str], seen: dict[str, dict
     failed: dict[str, str] = {}
     blocked: set[str] = set()
     clock = eta.PlanClock()
+    for step in plan:  # durations recorded by earlier invocations
+        if status[step.name] == "done" and isinstance((seen.get(step.name) or {}).get("seconds"), int | float):
+            clock.finished(step, seen[step.name]["seconds"])
+    todo = [s for s in plan if status[s.name] in ("todo", "stale")]
+    if todo and clock.seconds:
+        out(f"{len(todo)} step(s) to run; {clock.describe(todo)} (from the steps done before)")
     lock = jax.process_count() == 1  # several runners on one workdir: each step runs once (steplock.py)
     from xlt_jax.training import preemption
 
