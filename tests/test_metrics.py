@@ -45,6 +45,12 @@ def test_seqeval_on_bare_upos_merges_runs_unlike_token_accuracy():
     assert token_accuracy(gold, pred)["accuracy"] == pytest.approx(200 / 3)
 
 
+def test_seqeval_on_bare_upos_does_not_warn_per_tag(recwarn):
+    # seqeval warns "PRON seems not to be NE tag" once per bare tag: expected on UPOS, so not shown.
+    seqeval_f1([["PRON", "VERB", "X"]], [["PRON", "NOUN", "X"]])
+    assert not [w for w in recwarn if "NE tag" in str(w.message)]
+
+
 def test_seqeval_on_bare_upos_reads_sconj_and_cconj_as_one_chunk_type():
     """seqeval's default chunking on bare UPOS (REFERENCE_SPEC §0.10), worked by hand on real UD EWT dev
     sentences: the first letter is the prefix and the rest the type, so SCONJ (prefix S = single-token chunk)
