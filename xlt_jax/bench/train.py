@@ -164,10 +164,20 @@ def unrolled_hlo_flops(preset, args, mesh, rules, tx, schedule, batch) -> float:
     return float(step.lower(created.state, batch).cost_analysis()["flops"])
 
 
+def layer_variants(spec: str) -> list[str]:
+    """`--layers`: "scan", "unrolled", "both" or a comma list of the first two; anything else is refused."""
+    names = ["scan", "unrolled"] if spec == "both" else [v for v in spec.split(",") if v]
+    unknown = [v for v in names if v not in ("scan", "unrolled")]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"{spec!r}: give scan, unrolled, both, or scan,unrolled")
+    return names
+
+
 def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(prog="python -m xlt_jax.bench train", description=__doc__)
     parser.add_argument("--models", default="tiny,roberta8", help="comma-separated RoBERTa presets")
-    parser.add_argument("--layers", default="scan,unrolled", help="scan (the default config), unrolled, or both")
+    parser.add_argument("--layers", default="both", type=layer_variants,
+                        help="scan (the default config), unrolled, or both (= scan,unrolled)")
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--seq-len", type=int, default=128)
     parser.add_argument("--vocab", type=int, default=40000, help="the paper's monolingual vocabulary")
@@ -194,7 +204,7 @@ def run(args: argparse.Namespace) -> None:
     print(f"RoBERTa train step (AdamW, clip, dropout), fp32, batch {args.batch} x seq {args.seq_len}, "
           f"vocab {args.vocab}, one {device.device_kind} device; peak = best fp32 2048^3 matmul next to each step")
     for preset in [m for m in args.models.split(",") if m]:
-        for layers in [v for v in args.layers.split(",") if v]:
+        for layers in args.layers:
             r = bench_model(preset, layers == "scan", args, mesh)
             figures[f"{preset}/{layers}"] = r
             print(
