@@ -280,6 +280,37 @@ def test_gathered_predictions_give_the_full_projection_loss_and_grads(roberta):
     assert_trees_close(nnx.to_pure_dict(grads_g), nnx.to_pure_dict(grads_d), atol=1e-6)
 
 
+def test_grouped_predictions_give_the_full_projection_loss_and_per_language_sums(roberta):
+    """Predictions gathered per group of two sequences (data.mlm_group_size): flat positions over the group,
+    each scored in the language of the sequence it lies in; the same loss, sums and grads as every position."""
+    parts = [mlm_batch(seed=3), mlm_batch(seed=4)]
+    dense = {k: jnp.concatenate([p[k] for p in parts]) for k in parts[0]}  # 4 sequences, languages 0 1 0 1
+    batch, length = dense["input_ids"].shape
+    group, slots = 2, 14
+    flat_mask = np.asarray(dense["loss_mask"]).reshape(batch // group, group * length)
+    positions = np.zeros((batch // group, slots), np.int32)
+    weights = np.zeros((batch // group, slots), np.float32)
+    for row in range(batch // group):
+        where = np.flatnonzero(flat_mask[row])
+        positions[row, : len(where)], weights[row, : len(where)] = where, 1.0
+    assert 0 < weights.sum(1).min() < slots
+    assert (positions[weights > 0] >= length).any()  # some predictions lie in a group's second sequence
+    flat_targets = np.asarray(dense["targets"]).reshape(batch // group, group * length)
+    grouped = {k: v for k, v in dense.items() if k not in ("targets", "loss_mask")}
+    grouped |= {
+        "mlm_positions": jnp.asarray(positions),
+        "mlm_targets": jnp.asarray(np.take_along_axis(flat_targets, positions, 1) * (weights > 0)),
+        "mlm_weights": jnp.asarray(weights),
+    }
+    key = jax.random.key(11)
+    loss_d, sums_d, grads_d = loss_and_grads(roberta, dense, key)
+    loss_g, sums_g, grads_g = loss_and_grads(roberta, grouped, key)
+    np.testing.assert_allclose(loss_g, loss_d, rtol=1e-6)
+    assert (np.asarray(sums_d["lang_weight_sum"]) > 0).all()  # both languages scored
+    assert_trees_close(sums_g, sums_d, atol=1e-5)
+    assert_trees_close(nnx.to_pure_dict(grads_g), nnx.to_pure_dict(grads_d), atol=1e-6)
+
+
 def test_transfer_weights_round_trips(roberta, roberta_loop):
     back = build("roberta", seed=9)
     transfer_weights(roberta_loop, back)

@@ -192,6 +192,36 @@ def test_gathered_predictions_are_the_dense_selection(packed, tokenizer):
     np.testing.assert_array_equal(gathered["mlm_targets"][valid], np.take_along_axis(ids, positions, 1)[valid])
 
 
+def test_grouped_predictions_are_the_dense_selection_in_fewer_rows(packed, tokenizer):
+    """Groups of G sequences share one budget of rows: the same inputs, targets and weights as the dense
+    selection, in ~half the rows per-sequence budgets need (the sum of G counts varies relatively less)."""
+    layout = tokenizer.layout()
+    ids = packed[:256].copy()
+    ids[::4, -30:] = SPECIALS.pad
+    rows, length, group = np.arange(len(ids)), ids.shape[1], 16
+    dense = mlm.mask_tokens(ids, layout=layout, seed=5, example_ids=rows, draws=np.zeros(len(ids)))
+    budget = pipeline._max_predictions(-1, length, 0.15, group)
+    assert budget <= 0.6 * group * mlm.auto_max_predictions(length, 0.15)  # L = 128: 384 rows, not 640
+    grouped = mlm.mask_tokens(
+        ids, layout=layout, seed=5, example_ids=rows, draws=np.zeros(len(ids)), max_predictions=budget,
+        group_size=group,
+    )
+    assert grouped["mlm_positions"].shape == (len(ids) // group, budget)
+    assert grouped["mlm_overflow"].shape == (len(ids) // group,) and not grouped["mlm_overflow"].any()
+    np.testing.assert_array_equal(grouped["input_ids"], dense["input_ids"])
+    targets, weights = mlm.dense_targets(grouped)
+    np.testing.assert_array_equal(targets, dense["targets"])
+    np.testing.assert_array_equal(weights, dense["loss_mask"])
+    # A group's flat positions point at its own sequences: row g covers sequences g·G .. g·G + G - 1.
+    valid = grouped["mlm_weights"] > 0
+    flat = ids.reshape(len(ids) // group, group * length)
+    want = np.take_along_axis(flat, grouped["mlm_positions"], 1)[valid]
+    np.testing.assert_array_equal(grouped["mlm_targets"][valid], want)
+    with pytest.raises(ConfigError, match="mlm_group_size=24 must divide the batch of 256"):
+        mlm.mask_tokens(ids, layout=layout, seed=5, example_ids=rows, draws=np.zeros(len(ids)),
+                        max_predictions=budget, group_size=24)
+
+
 def test_gathered_predictions_cap_overflowing_rows(packed, tokenizer):
     """Rows selecting more than P keep a random P of their positions; the rest are neither masked nor
     predicted, and the dropped count is reported."""

@@ -116,6 +116,20 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(data_dir, compile_cac
     assert all(np.isfinite(np.asarray(x)).all() for x in jax.tree.leaves(restored["params"]))
 
 
+def test_grouped_predictions_train_as_per_sequence_ones(data_dir, compile_cache, shard_cache, tmp_path):
+    """data.mlm_group_size=2 on 8 devices (one group per shard): fewer projected rows, the same losses."""
+    per_sequence = loop.run(smoke_config(shard_cache), tmp_path / "per_sequence", stop_after=4)
+    config = smoke_config(shard_cache)
+    config.data.mlm_group_size = 2
+    grouped = loop.run(config, tmp_path / "grouped", stop_after=4)
+    np.testing.assert_allclose([h["loss"] for h in grouped.history], [h["loss"] for h in per_sequence.history],
+                               rtol=2e-5)
+    config.data.mlm_group_size = 4  # 16 sequences = 4 groups: not one per shard of 8
+    with pytest.raises(ConfigError, match="mlm_group_size=4: data.global_batch_size=16 must be a multiple of 4 x 8"):
+        loop.run(config, tmp_path / "bad")
+    assert not (tmp_path / "bad" / loop.TOKENIZER_DIR).exists()
+
+
 def test_bad_mesh_is_a_config_error_before_any_compute(data_dir, shard_cache, tmp_path):
     config = smoke_config(shard_cache)
     config.mesh.shape = (3, -1, 1)

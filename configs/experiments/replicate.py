@@ -76,6 +76,9 @@ def get_config(arg=None):
         pre.optimizer.update(warmup_steps=200, schedule="wsd", decay_fraction=0.15, b2=0.98, eps=1e-6,
                              weight_decay=0.01)
         pre.data.random_replacement = "same_language"
+        # 16 sequences share one budget of projected rows: 208 per 16 x 64 tokens instead of 16 x 24 = 384, the
+        # same predictions (mlm.py); ~9% faster steps. Not part of the steps' fingerprints (markers.py).
+        pre.data.mlm_group_size = 16
         pre.train.update(log_every=100, eval_every=500, eval_max_batches=8, checkpoint_every=500)
         pre.corpus.source = f"{a.corpus}:{{lang}}"
     p.pretrain.monolingual.train.steps = a.mono_steps or (DEMO_MONO_STEPS if a.demo else MONO_STEPS)

@@ -38,6 +38,9 @@ def data_block(mode: str, langs: str, transform: str, objective: str, alpha: flo
         # MLM positions projected onto the vocabulary per sequence (Google BERT's max_predictions_per_seq):
         # -1 = sized from mlm_probability (overflow < 1e-5 of sequences, counted), 0 = all positions (HF).
         max_predictions_per_seq=-1,
+        # >1: that many sequences share one budget of projected rows (fewer rows, the same predictions; the
+        # global and eval batches must split into whole groups per shard); 0 = a budget per sequence.
+        mlm_group_size=0,
         noise_density=0.15,  # span corruption: share of noise tokens
         mean_noise_span_length=3.0,  # span corruption: mean span length
         num_sentinels=100,  # span corruption: sentinel ids above the (copied) vocabulary

@@ -23,7 +23,7 @@ import numpy as np
 
 from xlt_jax import provenance
 from xlt_jax.bench.train import OPTIMIZER, RULES, matmul_peak, timed_calls
-from xlt_jax.data.pretrain import mlm
+from xlt_jax.data.pretrain import mlm, pipeline
 from xlt_jax.data.vocab import VocabLayout
 from xlt_jax.models import build_model, default_model_config, resolve_model_config
 from xlt_jax.training import optimizer, partitioning, steps
@@ -40,13 +40,17 @@ CONFIGS: dict[str, tuple[str, dict, int, int, int, int]] = {
 DEFAULT_CONFIGS = ",".join(CONFIGS)
 
 
-def mlm_batch(layout: VocabLayout, batch: int, seq_len: int, max_predictions: int) -> dict[str, np.ndarray]:
-    """A batch of random ids masked by the pipeline's MLM code (speed does not depend on the ids)."""
+def mlm_batch(
+    layout: VocabLayout, batch: int, seq_len: int, max_predictions: int, group_size: int = 1
+) -> dict[str, np.ndarray]:
+    """A batch of random ids masked by the pipeline's MLM code (speed does not depend on the ids); predictions
+    gathered per sequence, or per group of `group_size` sequences (`max_predictions` rows per group)."""
     rng = np.random.default_rng(0)
     ids = rng.integers(5, layout.base_size, size=(batch, seq_len), dtype=np.int32)
     ids[:, 0], ids[:, -1] = 0, 2
     out = mlm.mask_tokens(
-        ids, layout=layout, seed=0, example_ids=np.arange(batch), draws=np.zeros(batch), max_predictions=max_predictions
+        ids, layout=layout, seed=0, example_ids=np.arange(batch), draws=np.zeros(batch),
+        max_predictions=max_predictions, group_size=group_size,
     )
     out.pop("mlm_overflow", None)
     return out | {"lang_id": np.zeros(batch, np.int32)}
@@ -101,8 +105,10 @@ def bench_config(name: str, args: argparse.Namespace) -> dict:
     config = model_config(preset, overrides, seq_len)
     spec = resolve_model_config(config, layout.size)
     p = mlm.auto_max_predictions(seq_len, 0.15)
-    batch = mlm_batch(layout, batch_size, seq_len, p)
-    ours = _Xlt(config, layout, batch)
+    batch = mlm_batch(layout, batch_size, seq_len, p)  # the peers read per-sequence predictions
+    group = args.mlm_group_size if args.mlm_group_size > 1 and batch_size % args.mlm_group_size == 0 else 1
+    rows = pipeline._max_predictions(-1, seq_len, 0.15, group)
+    ours = _Xlt(config, layout, mlm_batch(layout, batch_size, seq_len, rows, group) if group > 1 else batch)
     peers = {
         "hf": TorchMlmPeer(spec, OPTIMIZER, 1000, params=ours.initial_params, threads=args.threads),
         "hf_masked": TorchMlmPeer(
@@ -125,6 +131,9 @@ def bench_config(name: str, args: argparse.Namespace) -> dict:
         "batch": batch_size,
         "seq_len": seq_len,
         "max_predictions_per_seq": p,
+        "mlm_group_size": group,
+        "projected_rows": batch_size * p if group == 1 else rows * batch_size // group,
+        "masked_positions": int(np.sum(batch["mlm_weights"])),
         "compile_s": round(ours.compile_s, 2),
         "tokens_per_s": round(tps["xlt_jax"], 1),
         "hf_tokens_per_s": round(tps["hf"], 1),
@@ -142,6 +151,9 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--steps", type=int, default=2, help="timed steps per framework per round")
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="torch intra-op threads")
+    parser.add_argument("--mlm-group-size", type=int, default=16,
+                        help="xlt_jax gathers predictions per group of N sequences (data.mlm_group_size, 16 in the "
+                             "CPU recipe; 0 = per sequence; a config whose batch N does not divide keeps 0)")
     args = parser.parse_args(argv)
     import torch
 

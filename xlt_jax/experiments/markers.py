@@ -28,6 +28,9 @@ NON_SEMANTIC_KEYS = frozenset({
     # NaN handling: a run that finished under the default "stop" met no NaN, so "skip" would compute the same
     # (and workdirs finished before these keys existed stay resumable).
     "nonfinite_policy", "max_consecutive_skips",
+    # How predicted MLM rows are laid out (per sequence or per group): the same predictions and loss up to float
+    # rounding, overflow aside (< 1e-5 per sequence either way), as a different mesh would sum them.
+    "mlm_group_size",
 })
 
 

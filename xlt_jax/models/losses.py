@@ -23,8 +23,9 @@ def token_cross_entropy(
     """Mean loss over weighted positions, and the sums `loss_sum, weight_sum, correct_sum, lang_*`.
 
     `logits` [B, L, V] (any float dtype; the loss is computed in float32), `targets` [B, L] int,
-    `weights` [B, L] (1.0 at predicted positions), `lang_id` [B]. The optional z-loss (t5x, 1e-4) adds
-    `z_loss * logsumexp(logits)^2` to the optimised loss only; the reported `loss_sum` is plain cross-entropy.
+    `weights` [B, L] (1.0 at predicted positions), `lang_id` [B] or, per position, [B, L]. The optional z-loss
+    (t5x, 1e-4) adds `z_loss * logsumexp(logits)^2` to the optimised loss only; the reported `loss_sum` is plain
+    cross-entropy.
     """
     logits = logits.astype(jnp.float32)
     weights = weights.astype(jnp.float32)
@@ -39,13 +40,19 @@ def token_cross_entropy(
     objective = loss_sum
     if z_loss:
         objective = objective + z_loss * jnp.sum(jnp.square(jax.nn.logsumexp(logits, axis=-1)) * weights)
-    lang = jax.nn.one_hot(lang_id, num_langs, dtype=jnp.float32)  # [B, num_langs]; out-of-range ids drop out
+    lang = jax.nn.one_hot(lang_id, num_langs, dtype=jnp.float32)  # [B, (L,) num_langs]; out-of-range ids drop out
+
+    def per_lang(values: jax.Array) -> jax.Array:
+        if lang_id.ndim == 1:
+            return lang.T @ jnp.sum(values, axis=-1)
+        return jnp.einsum("bln,bl->n", lang, values)
+
     metrics = {
         "loss_sum": loss_sum,
         "weight_sum": weight_sum,
         "correct_sum": jnp.sum(correct * weights),
-        "lang_loss_sum": lang.T @ jnp.sum(ce * weights, axis=-1),
-        "lang_weight_sum": lang.T @ jnp.sum(weights, axis=-1),
-        "lang_correct_sum": lang.T @ jnp.sum(correct * weights, axis=-1),
+        "lang_loss_sum": per_lang(ce * weights),
+        "lang_weight_sum": per_lang(weights),
+        "lang_correct_sum": per_lang(correct * weights),
     }
     return objective / jnp.maximum(weight_sum, 1e-8), metrics

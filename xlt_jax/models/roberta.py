@@ -175,20 +175,27 @@ class Roberta(nnx.Module):
         """Mean MLM cross-entropy over the predicted positions and the metric sums (see losses.py).
 
         A batch with `mlm_positions` [B, P] (data.max_predictions_per_seq) projects only those rows onto the
-        vocabulary; one with dense `targets`/`loss_mask` [B, L] projects every position, as Hugging Face does.
-        Both give the same loss.
+        vocabulary, or with [B/G, P] those of each group of G sequences (data.mlm_group_size, positions
+        flattened over the group); one with dense `targets`/`loss_mask` [B, L] projects every position, as
+        Hugging Face does. All give the same loss.
         """
         h = self.encode(
             batch["input_ids"], batch["attention_mask"], deterministic=deterministic, dropout_rng=dropout_rng
         )
+        lang_id = batch["lang_id"]
         if "mlm_positions" in batch:
-            h = jnp.take_along_axis(h, batch["mlm_positions"][..., None], axis=1)
-            h = constrain(h, ("batch", "length", "embed"))
+            positions = batch["mlm_positions"]
+            batch_size, length, embed = h.shape
+            groups = positions.shape[0]  # B, or B/G
+            h = h.reshape(groups, batch_size // groups * length, embed)
+            h = constrain(jnp.take_along_axis(h, positions[..., None], axis=1), ("batch", "length", "embed"))
+            if groups != batch_size:  # each prediction's language: that of the sequence it lies in
+                lang_id = jnp.take_along_axis(lang_id.reshape(groups, -1), positions // length, axis=1)
             targets, weights = batch["mlm_targets"], batch["mlm_weights"]
         else:
             targets, weights = batch["targets"], batch["loss_mask"]
         logits = self.lm_head(h, self.embeddings.word_embeddings)
-        return token_cross_entropy(logits, targets, weights, batch["lang_id"], num_langs=self.spec.num_langs)
+        return token_cross_entropy(logits, targets, weights, lang_id, num_langs=self.spec.num_langs)
 
 
 def training_flops_per_sequence(spec: ModelSpec, seq_len: int, predicted: int | None = None) -> float:

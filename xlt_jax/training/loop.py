@@ -120,6 +120,16 @@ def check_batch_sizes(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh
         raise ConfigError(f"data.eval_batch_size={eval_batch} must be a multiple of the {shards} batch shards")
     if batch % jax.process_count():
         raise ConfigError(f"data.global_batch_size={batch} must be a multiple of the {jax.process_count()} hosts")
+    group = int(config.data.get("mlm_group_size", 0))
+    if group > 1 and config.data.objective == "mlm" and int(config.data.max_predictions_per_seq) != 0:
+        # Prediction groups are rows of the batch: whole on one host, one shard and one microbatch.
+        for key, size, parts in (("global_batch_size", batch, shards * accum), ("eval_batch_size", eval_batch, shards)):
+            if size % (group * parts) or size % (group * jax.process_count()):
+                raise ConfigError(
+                    f"data.mlm_group_size={group}: data.{key}={size} must be a multiple of {group} x {parts} "
+                    f"(batch shards{' x train.grad_accum_steps' if parts != shards else ''}) and of {group} x "
+                    f"{jax.process_count()} hosts"
+                )
 
 
 def check_host_rows(mesh: jax.sharding.Mesh, global_batch_size: int) -> None:

@@ -68,6 +68,7 @@ def default_config() -> ml_collections.ConfigDict:
             random_rate=0.1,
             random_replacement="original_vocab",  # original_vocab (reference) | same_language
             max_predictions_per_seq=-1,  # MLM rows projected onto the vocabulary: -1 auto, 0 all positions
+            mlm_group_size=0,  # >1: that many sequences share one budget of projected rows (mlm.py); 0 = each its own
             noise_density=0.15,
             mean_noise_span_length=3.0,
             num_sentinels=100,  # span objective: sentinel ids above the (copied) vocabulary
@@ -244,7 +245,8 @@ class _Settings:
     eval_batch_size: int
     objective: str
     mlm: mlm.MLMConfig
-    max_predictions: int  # 0 = dense targets (every position projected)
+    max_predictions: int  # rows per group of `mlm_group_size` sequences; 0 = dense targets (all projected)
+    mlm_group_size: int
     noise_density: float
     mean_noise_span_length: float
     num_sentinels: int
@@ -281,7 +283,10 @@ class _Settings:
             mlm=mlm.MLMConfig(
                 float(c.mlm_probability), float(c.mask_rate), float(c.random_rate), str(c.random_replacement)
             ),
-            max_predictions=_max_predictions(int(c.max_predictions_per_seq), int(c.seq_len), float(c.mlm_probability)),
+            max_predictions=_max_predictions(
+                int(c.max_predictions_per_seq), int(c.seq_len), float(c.mlm_probability), _group_size(c)
+            ),
+            mlm_group_size=_group_size(c),
             noise_density=float(c.noise_density),
             mean_noise_span_length=float(c.mean_noise_span_length),
             num_sentinels=int(c.num_sentinels),
@@ -292,13 +297,20 @@ class _Settings:
         )
 
 
-def _max_predictions(value: int, seq_len: int, probability: float) -> int:
-    """`data.max_predictions_per_seq` resolved: -1 = sized from the mask rate, 0 = off, else as given."""
+def _group_size(c: ml_collections.ConfigDict) -> int:
+    if int(c.mlm_group_size) < 0:
+        raise ConfigError(f"data.mlm_group_size={c.mlm_group_size}: use 0 (per sequence) or a number of sequences")
+    return max(1, int(c.mlm_group_size))
+
+
+def _max_predictions(value: int, seq_len: int, probability: float, group: int = 1) -> int:
+    """Rows projected per group of `group` sequences from `data.max_predictions_per_seq`: -1 = sized from the
+    mask rate for the group's group·seq_len positions, 0 = off (every position), else group × the value."""
     if value == -1:
-        return mlm.auto_max_predictions(seq_len, probability)
+        return mlm.auto_max_predictions(group * seq_len, probability)
     if value < 0:
         raise ConfigError(f"data.max_predictions_per_seq={value}: use -1 (auto), 0 (all positions) or a count")
-    return min(value, seq_len)
+    return min(value * group, group * seq_len)
 
 
 class PretrainData:
@@ -358,6 +370,7 @@ class PretrainData:
             "objective": self.settings.objective,
             "block_len": self.block_len,
             "max_predictions_per_seq": self.settings.max_predictions if self.settings.objective == "mlm" else None,
+            "mlm_group_size": self.settings.mlm_group_size,  # >1: max_predictions_per_seq is per group
             "vocab_size": self.vocab_size,
             "sources": [
                 {
@@ -405,6 +418,7 @@ class PretrainData:
                 config=s.mlm,
                 vocab_copy=np.where(valid, copies[source], 0),
                 max_predictions=s.max_predictions,
+                group_size=s.mlm_group_size,
             )
         else:
             batch = span_corruption.span_corrupt(
@@ -653,7 +667,7 @@ def example_batch(config: ml_collections.ConfigDict, layout: VocabLayout, batch_
     if s.objective == "mlm":
         batch = mlm.mask_tokens(
             raw, layout=layout, seed=s.seed, example_ids=rows, draws=np.zeros_like(rows), config=s.mlm,
-            max_predictions=s.max_predictions,
+            max_predictions=s.max_predictions, group_size=s.mlm_group_size,
         )
     else:
         inputs_length = s.seq_len
