@@ -23,7 +23,7 @@ import numpy as np
 
 from xlt_jax import provenance
 from xlt_jax.bench.train import OPTIMIZER, RULES, matmul_peak, timed_calls
-from xlt_jax.data.pretrain import mlm, pipeline
+from xlt_jax.data.pretrain import mlm
 from xlt_jax.data.vocab import VocabLayout
 from xlt_jax.models import build_model, default_model_config, resolve_model_config
 from xlt_jax.training import optimizer, partitioning, steps
@@ -107,7 +107,7 @@ def bench_config(name: str, args: argparse.Namespace) -> dict:
     p = mlm.auto_max_predictions(seq_len, 0.15)
     batch = mlm_batch(layout, batch_size, seq_len, p)  # the peers read per-sequence predictions
     group = args.mlm_group_size if args.mlm_group_size > 1 and batch_size % args.mlm_group_size == 0 else 1
-    rows = pipeline._max_predictions(-1, seq_len, 0.15, group)
+    rows = mlm.auto_max_predictions(group * seq_len, 0.15)  # per group (= p for one sequence)
     ours = _Xlt(config, layout, mlm_batch(layout, batch_size, seq_len, rows, group) if group > 1 else batch)
     peers = {
         "hf": TorchMlmPeer(spec, OPTIMIZER, 1000, params=ours.initial_params, threads=args.threads),
@@ -132,7 +132,7 @@ def bench_config(name: str, args: argparse.Namespace) -> dict:
         "seq_len": seq_len,
         "max_predictions_per_seq": p,
         "mlm_group_size": group,
-        "projected_rows": batch_size * p if group == 1 else rows * batch_size // group,
+        "projected_rows": rows * batch_size // group,
         "masked_positions": int(np.sum(batch["mlm_weights"])),
         "compile_s": round(ours.compile_s, 2),
         "tokens_per_s": round(tps["xlt_jax"], 1),

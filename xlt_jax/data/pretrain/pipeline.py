@@ -270,6 +270,7 @@ class _Settings:
         for key in ("seq_len", "global_batch_size"):
             if int(c[key]) <= 0:
                 raise ConfigError(f"data.{key}={c[key]} must be positive")
+        group = _group_size(c)
         return cls(
             mode=c.mode,
             langs=langs,
@@ -284,9 +285,9 @@ class _Settings:
                 float(c.mlm_probability), float(c.mask_rate), float(c.random_rate), str(c.random_replacement)
             ),
             max_predictions=_max_predictions(
-                int(c.max_predictions_per_seq), int(c.seq_len), float(c.mlm_probability), _group_size(c)
+                int(c.max_predictions_per_seq), int(c.seq_len), float(c.mlm_probability), group
             ),
-            mlm_group_size=_group_size(c),
+            mlm_group_size=group,
             noise_density=float(c.noise_density),
             mean_noise_span_length=float(c.mean_noise_span_length),
             num_sentinels=int(c.num_sentinels),
