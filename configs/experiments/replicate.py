@@ -77,7 +77,7 @@ def get_config(arg=None):
                              weight_decay=0.01)
         pre.data.random_replacement = "same_language"
         # 16 sequences share one budget of projected rows: 208 per 16 x 64 tokens instead of 16 x 24 = 384, the
-        # same predictions (mlm.py); ~4% faster steps here. Not part of the steps' fingerprints (markers.py).
+        # same predictions (mlm.py), fewer rows projected. Not part of the steps' fingerprints (markers.py).
         pre.data.mlm_group_size = 16
         pre.train.update(log_every=100, eval_every=500, eval_max_batches=8, checkpoint_every=500)
         pre.corpus.source = f"{a.corpus}:{{lang}}"
