@@ -123,15 +123,29 @@ def test_finetuned_workdir_holds_checkpoint_config_tokenizer_and_rerun_is_a_no_o
     assert json.loads((pos_dir / artifacts.CONFIG_FILE).read_text())["seed"] == 42  # the run's files are kept
 
 
-def test_training_batches_after_a_resume_are_those_of_an_uninterrupted_run(tiny_tokenizer):
+@pytest.mark.parametrize("group_by_length", [0, 4])
+def test_training_batches_after_a_resume_are_those_of_an_uninterrupted_run(tiny_tokenizer, group_by_length):
     data = tasks.prepare("pos", tiny_tokenizer, lang="en", split="dev", max_len=64, limit=100)
-    kw = dict(batch_size=8, seed=3, bucket=32, per_epoch=len(data.features) // 8)
+    kw = dict(batch_size=8, seed=3, bucket=8, per_epoch=len(data.features) // 8, group_by_length=group_by_length)
     uninterrupted = list(itertools.islice(trainer.training_batches(data.features, **kw), 40))
     resumed = list(itertools.islice(trainer.training_batches(data.features, start_step=17, **kw), 23))
     assert kw["per_epoch"] < 17 < 40 < 3 * kw["per_epoch"]  # the resume point and the range cross epochs
     for a, b in zip(uninterrupted[17:], resumed, strict=True):
         assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
     assert not np.array_equal(uninterrupted[0]["input_ids"], uninterrupted[kw["per_epoch"]]["input_ids"])
+    if group_by_length:  # the setting reaches the batches: rows of similar lengths, narrower batches
+        random = itertools.islice(trainer.training_batches(data.features, **dict(kw, group_by_length=0)), 40)
+        width = [np.mean([b["input_ids"].shape[1] for b in bs]) for bs in (uninterrupted, random)]
+        assert width[0] < 0.8 * width[1], width
+
+
+def test_length_grouping_is_part_of_the_training_data_fingerprint():
+    config = get_config(CONFIGS / "finetune" / "pos.py", "pretrained=x")
+    random = trainer.data_fingerprint(config, 100)
+    config.group_by_length = 50
+    assert trainer.data_fingerprint(config, 100) != random  # a run cannot resume with other batches
+    config.group_by_length = 0
+    assert trainer.data_fingerprint(config, 100) == random
 
 
 def canonical_bio(tags: list[str]) -> list[str]:

@@ -28,6 +28,8 @@ def test_replicate_grid_validates_with_the_recipe_in_every_cell(data_dir, tmp_pa
     assert {s.config.model.dropout for s in finetune} == {0.1}
     assert {s.config.seed for s in finetune} == {1, 2}
     assert {s.config.max_train_examples for s in finetune if s.task == "ner"} == {4000}
+    assert {s.config.model.scan_layers for s in pretrain} == {False}  # two layers: unrolled is faster
+    assert {(s.config.group_by_length, s.config.bucket) for s in finetune} == {(50, 16)}  # README: speed
 
 
 def test_demo_is_the_first_cell_on_pos_with_one_seed(data_dir, tmp_path):

@@ -75,6 +75,39 @@ def test_batches_are_bucketed_padded_and_cover_every_row_once(tok, data_dir):
     assert np.array_equal(joined, next(tasks.iterate_batches(feats, 16))["input_ids"])
 
 
+def test_length_grouped_batches_hold_every_row_once_in_far_fewer_positions(tok, data_dir):
+    data = _prepare(tok, data_dir, "pos", "en", "train", limit=1000, max_len=128)
+    feats, lengths = data.features, data.features.lengths()
+
+    def rows_of(group, seed=1, epoch=0):
+        return base.epoch_batches(lengths, 16, seed=seed, epoch=epoch, shuffle=True, group_by_length=group)
+
+    def widths(group):
+        batches = tasks.iterate_batches(feats, 16, seed=1, shuffle=True, drop_remainder=True, bucket=8,
+                                        group_by_length=group)
+        return np.array([b["input_ids"].shape[1] for b in batches])
+
+    random, grouped = rows_of(0), rows_of(10)
+    assert sorted(np.concatenate(grouped).tolist()) == list(range(len(feats)))  # every row once
+    assert [len(r) for r in grouped] == [len(r) for r in random]  # the same full batches, the remainder last
+    assert len(widths(10)) == len(widths(0)) == len(feats) // 16
+    # each batch is still cropped to its own longest row, and grouped ones are far narrower
+    assert np.array_equal(widths(10), [base.bucket_length(lengths[r].max(), bucket=8, max_len=128)
+                                       for r in grouped[: len(feats) // 16]])
+    assert widths(10).mean() < 0.7 * widths(0).mean(), (widths(10).mean(), widths(0).mean())
+    spread = np.median([np.ptp(lengths[r]) for r in grouped])
+    assert spread < 0.25 * np.median([np.ptp(lengths[r]) for r in random])
+    # the batches come in an order keyed by (seed, epoch), not longest first
+    first = [lengths[r].max() for r in grouped[:10]]
+    assert first != sorted(first, reverse=True)
+    again, seed2, epoch1 = (np.concatenate(rows_of(10, **kw)) for kw in ({}, dict(seed=2), dict(epoch=1)))
+    assert np.array_equal(again, np.concatenate(grouped))
+    assert not np.array_equal(again, seed2) and not np.array_equal(again, epoch1)
+    # evaluation (no shuffle) keeps feature order whatever the setting
+    kept = base.epoch_batches(lengths, 16, seed=1, epoch=0, shuffle=False, group_by_length=10)
+    assert np.concatenate(kept).tolist() == list(range(len(feats)))
+
+
 def test_outputs_of_bucketed_batches_join_back_into_feature_order(tok, data_dir):
     data = _prepare(tok, data_dir, "pos", "en", "dev", limit=77, transform="perm", max_len=96)
     batches = list(tasks.iterate_batches(data.features, 8, bucket=16))

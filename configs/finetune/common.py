@@ -78,6 +78,9 @@ def finetune_config(
     c.max_len = recipe["max_len"]  # longest row in pieces (longer tagging sentences are split, QA windowed)
     c.max_train_examples = 0  # keep the first N training examples (0 = all)
     c.bucket = 32  # batches are cropped to a multiple of this many positions (one compile per bucket)
+    # K > 0: training batches of similar lengths, sorted within groups of K batches (Hugging Face's
+    # group_by_length, K = 50); 0 = random batches (the reference's)
+    c.group_by_length = 0
     if task == "qa":
         c.doc_stride = 128  # overlap of consecutive context windows, in pieces
         c.max_query_len = 64  # question pieces kept (XTREME run_squad.py default; the reference keeps all)

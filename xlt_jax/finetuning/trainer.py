@@ -128,6 +128,8 @@ def data_fingerprint(config: ml_collections.ConfigDict, num_rows: int) -> str:
     trees = parse.tree_options(config)
     if trees["trees"] != "gold":  # parsed trees change the data; gold runs keep their earlier fingerprints
         desc.append(trees)
+    if int(config.group_by_length):  # likewise: random batches keep their earlier fingerprints
+        desc.append(["group_by_length", int(config.group_by_length)])
     return hashlib.sha256(json.dumps(desc).encode()).hexdigest()[:16]
 
 
@@ -175,6 +177,7 @@ def training_batches(
     seed: int,
     bucket: int,
     per_epoch: int,
+    group_by_length: int = 0,
     start_step: int = 0,
     host_index: int = 0,
     host_count: int = 1,
@@ -187,7 +190,7 @@ def training_batches(
     for epoch in itertools.count(start_step // per_epoch):
         batches = tasks.iterate_batches(
             features, batch_size, seed=seed, epoch=epoch, shuffle=True, drop_remainder=True, bucket=bucket,
-            keys=features.model_keys, host_index=host_index, host_count=host_count,
+            group_by_length=group_by_length, keys=features.model_keys, host_index=host_index, host_count=host_count,
         )
         skip = start_step - epoch * per_epoch if epoch == start_step // per_epoch else 0
         yield from itertools.islice(batches, skip, None)
@@ -273,7 +276,8 @@ class _Finetuner:
         cfg = self.config
         return training_batches(
             self.features, batch_size=int(cfg.train.global_batch_size), seed=int(cfg.seed), bucket=int(cfg.bucket),
-            per_epoch=self.per_epoch, start_step=step, host_index=jax.process_index(), host_count=jax.process_count(),
+            group_by_length=int(cfg.group_by_length), per_epoch=self.per_epoch, start_step=step,
+            host_index=jax.process_index(), host_count=jax.process_count(),
         )
 
     def _log(self, step: int, meter: loop.IntervalMeter, seconds: float, tokens: int) -> dict[str, float]:

@@ -26,6 +26,7 @@ from xlt_jax.errors import ConfigError
 IGNORE_INDEX = bio.IGNORE_INDEX  # label of positions the loss and the metrics skip (HF/PyTorch convention)
 DEFAULT_BUCKET = 32
 _SHUFFLE_SALT = 0x7A5C  # separates the batch-order stream from every other use of the seed
+_GROUP_SALT = 0x7A5D  # the order of the length-grouped batches (`epoch_batches`)
 _PART_SALT = 0x9A27
 
 
@@ -162,6 +163,30 @@ def batch_order(num_rows: int, *, seed: int, epoch: int, shuffle: bool) -> np.nd
     return hashing.rng(seed, _SHUFFLE_SALT, epoch).permutation(num_rows)
 
 
+def epoch_batches(
+    lengths: np.ndarray, batch_size: int, *, seed: int, epoch: int, shuffle: bool, group_by_length: int = 0
+) -> list[np.ndarray]:
+    """The rows of each batch of one epoch, in order: `batch_order` cut into batches of `batch_size`.
+
+    With `group_by_length` = K > 0 (training only: `shuffle`), Hugging Face's `group_by_length`: the epoch's
+    permutation is cut into groups of K batches, each group is sorted by length (longest first) and cut into
+    batches, and the full batches are put in an order keyed by (seed, epoch). Every row is still seen once
+    per epoch and the number of full batches is unchanged, but a batch holds rows of similar lengths and is
+    cropped to far fewer positions (random batches of UD sentences almost always hold one as long as
+    `max_len`; README: fine-tuning speed).
+    """
+    order = batch_order(len(lengths), seed=seed, epoch=epoch, shuffle=shuffle)
+    if group_by_length > 0 and shuffle:
+        span = group_by_length * batch_size
+        groups = np.split(order, np.arange(span, len(order), span))
+        order = np.concatenate([g[np.argsort(-lengths[g], kind="stable")] for g in groups])
+    batches = [order[begin : begin + batch_size] for begin in range(0, len(order), batch_size)]
+    if group_by_length > 0 and shuffle:
+        full = len(order) // batch_size  # a partial batch stays last, where drop_remainder finds it
+        batches = [batches[i] for i in hashing.rng(seed, _GROUP_SALT, epoch).permutation(full)] + batches[full:]
+    return batches
+
+
 def iterate_batches(
     features: Features,
     batch_size: int,
@@ -171,6 +196,7 @@ def iterate_batches(
     shuffle: bool = False,
     drop_remainder: bool = False,
     bucket: int = DEFAULT_BUCKET,
+    group_by_length: int = 0,
     pad_batch: bool = True,
     keys: Sequence[str] | None = None,
     host_index: int = 0,
@@ -179,19 +205,20 @@ def iterate_batches(
     """Batches of `features` as dicts of arrays (the `model_keys` and `example_id` unless `keys` is given).
 
     Sequence fields are cropped to `bucket_length(longest row of the batch)`, so there are at most
-    `max_len / bucket` distinct shapes. Training shuffles with a permutation keyed by (seed, epoch) and
-    usually drops the remainder; evaluation keeps order and pads the last batch with rows whose
-    `example_id` is -1, attention mask 0 and labels -100 (`pad_batch`), so every batch has `batch_size`
-    rows. With several hosts, each global batch is split into `host_count` contiguous slices and host
-    `host_index` gets its slice (`batch_size` is the global size and must divide evenly).
+    `max_len / bucket` distinct shapes. Training shuffles with a permutation keyed by (seed, epoch)
+    (`epoch_batches`: optionally grouped by length) and usually drops the remainder; evaluation keeps order
+    and pads the last batch with rows whose `example_id` is -1, attention mask 0 and labels -100
+    (`pad_batch`), so every batch has `batch_size` rows. With several hosts, each global batch is split into
+    `host_count` contiguous slices and host `host_index` gets its slice (`batch_size` is the global size and
+    must divide evenly).
     """
     if batch_size <= 0 or batch_size % host_count:
         raise ConfigError(f"batch_size: {batch_size} must be positive and divisible by {host_count} hosts")
-    order = batch_order(len(features), seed=seed, epoch=epoch, shuffle=shuffle)
     lengths = features.lengths()
     per_host = batch_size // host_count
-    for begin in range(0, len(order), batch_size):
-        rows = order[begin : begin + batch_size]
+    for rows in epoch_batches(
+        lengths, batch_size, seed=seed, epoch=epoch, shuffle=shuffle, group_by_length=group_by_length
+    ):
         if len(rows) < batch_size and drop_remainder:
             return
         length = bucket_length(int(lengths[rows].max(initial=1)), bucket=bucket, max_len=features.max_len)
