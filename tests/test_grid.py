@@ -11,7 +11,7 @@ import ml_collections
 import pytest
 
 from xlt_jax.errors import ConfigError
-from xlt_jax.experiments import cost, grid, protocol, validate
+from xlt_jax.experiments import cost, grid, markers, protocol, validate
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 PAPER = REPO / "configs" / "experiments" / "paper.py"
@@ -205,3 +205,11 @@ def test_a_preempted_grid_records_its_partial_time_and_the_readme_says_it_is_par
     assert rerun["steps_done"] == record["steps"] and rerun["steps_run_last"] == record["steps"] - 3
     assert rerun["wall_s_total"] >= record["wall_s_total"]
     assert "Partial" not in readme.replicate_section(tmp_path)
+    # where the time went, from the markers of every finished step, and in how many invocations
+    assert (record["invocations"], rerun["invocations"]) == (1, 2)
+    plan = grid.build_grid(small_grid(), workdir).plan
+    kinds, done = rerun["step_seconds"], list(markers.plan_status(plan).values()).count("done")
+    assert sum(k["steps"] for k in kinds.values()) == done and sum(k["steps"] for k in
+                                                                    record["step_seconds"].values()) == 3
+    assert kinds["pretrain"]["steps"] == sum(s.kind == "pretrain" for s in plan) and kinds["pretrain"]["seconds"] >= 0
+    assert " over 2 invocations. Step time: " in readme.replicate_section(tmp_path)
