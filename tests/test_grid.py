@@ -11,7 +11,7 @@ import ml_collections
 import pytest
 
 from xlt_jax.errors import ConfigError
-from xlt_jax.experiments import cost, grid, protocol, validate
+from xlt_jax.experiments import cost, grid, markers, protocol, validate
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 PAPER = REPO / "configs" / "experiments" / "paper.py"
@@ -146,6 +146,24 @@ def test_dry_run_estimates_each_cell_from_a_measured_and_then_cached_throughput(
     assert len(measured) == 2 and "\n".join(again).count(": cached ") == 2
 
 
+def test_grouped_predictions_are_costed_per_group_and_their_model_is_measured(data_dir, tmp_path):
+    from xlt_jax.data.pretrain import mlm
+    from xlt_jax.models import flops_per_example
+
+    bilingual = grid.build_grid(small_grid(), tmp_path).plans["en_inv_parallel"][0]
+    run_config = bilingual.config
+    run_config.data.max_predictions_per_seq = -1
+    per_sequence = cost.sequence_flops(run_config, 1000, 64, head=True)
+    run_config.data.mlm_group_size = 16
+    grouped = cost.sequence_flops(run_config, 1000, 64, head=True)
+    assert (mlm.auto_max_predictions(64, 0.15), mlm.auto_max_predictions(16 * 64, 0.15)) == (24, 208)
+    assert per_sequence == pytest.approx(flops_per_example(run_config, 1000, 64, predicted=24))
+    assert grouped == pytest.approx(flops_per_example(run_config, 1000, 64, predicted=208 / 16))
+    # the one-sequence probe of a grouped model compiles and times (a group of 16 cannot be cut from 1 row)
+    measured = cost.measure(run_config, 1)
+    assert measured["flops_per_s"] > 0 and measured["step_s"] > 0
+
+
 def test_identical_runs_are_shared_across_cells_and_evaluations_are_not(data_dir, tmp_path):
     """The replication grid's monolingual twin and its MZ fine-tunes are one run for every cell that pretrains on
     the same text; on the previous recipe's `lang:en` text, syntax cells (UD trees' sentences) get their own;
@@ -205,3 +223,11 @@ def test_a_preempted_grid_records_its_partial_time_and_the_readme_says_it_is_par
     assert rerun["steps_done"] == record["steps"] and rerun["steps_run_last"] == record["steps"] - 3
     assert rerun["wall_s_total"] >= record["wall_s_total"]
     assert "Partial" not in readme.replicate_section(tmp_path)
+    # where the time went, from the markers of every finished step, and in how many invocations
+    assert (record["invocations"], rerun["invocations"]) == (1, 2)
+    plan = grid.build_grid(small_grid(), workdir).plan
+    kinds, done = rerun["step_seconds"], list(markers.plan_status(plan).values()).count("done")
+    assert sum(k["steps"] for k in kinds.values()) == done and sum(k["steps"] for k in
+                                                                    record["step_seconds"].values()) == 3
+    assert kinds["pretrain"]["steps"] == sum(s.kind == "pretrain" for s in plan) and kinds["pretrain"]["seconds"] >= 0
+    assert " over 2 invocations. Step time: " in readme.replicate_section(tmp_path)

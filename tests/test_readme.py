@@ -99,3 +99,17 @@ def test_the_corpus_control_section_reads_each_model_from_its_own_grid(tmp_path)
     assert "`treebank:en`" in control and "| 4.010 | 55.0 | 80.0 | 2.0 | -25.0 | -78.0 | 4.50 |" in control
     assert "| 4.270 | 42.0 | 82.0 | 2.0 | -40.0 | -80.0 | 3.20 |" in composed
     assert "20 min" in lines[0]
+
+
+def test_peer_table_says_how_xlt_jax_ran_each_config(tmp_path):
+    row = {"model": "tiny 2x128", "vocab": 4000, "batch": 128, "seq_len": 64, "tokens_per_s": 40000.0,
+           "hf_tokens_per_s": 25000.0, "hf_masked_tokens_per_s": 38000.0, "ratio_vs_hf": 1.6,
+           "ratio_vs_hf_masked": 1.053}
+    record = {"machine": "Test CPU", "date": "2026-11-30", "commit": "abc", "torch": "2.13", "torch_threads": 2,
+              "small": dict(row, layers="unrolled", mlm_group_size=16), "older": row}  # a record from before
+    (tmp_path / "bench").mkdir()
+    (tmp_path / "bench" / "peer.json").write_text(json.dumps(record))
+    table = readme.performance_section(tmp_path)
+    assert "| small | tiny 2x128 | 4,000 | 128×64 | unrolled, groups of 16 | 40,000 | 25,000 | 1.60 |" in table
+    assert "| older | tiny 2x128 | 4,000 | 128×64 | scan, per sequence | 40,000 |" in table
+    assert "| 38,000 | 1.05 |" in table

@@ -103,6 +103,7 @@ def bench_config(name: str, args: argparse.Namespace) -> dict:
     preset, overrides, base, copies, batch_size, seq_len = CONFIGS[name]
     layout = VocabLayout(base, copies=copies)
     config = model_config(preset, overrides, seq_len)
+    config.scan_layers = args.layers == "scan"
     spec = resolve_model_config(config, layout.size)
     p = mlm.auto_max_predictions(seq_len, 0.15)
     batch = mlm_batch(layout, batch_size, seq_len, p)  # the peers read per-sequence predictions
@@ -131,6 +132,7 @@ def bench_config(name: str, args: argparse.Namespace) -> dict:
         "batch": batch_size,
         "seq_len": seq_len,
         "max_predictions_per_seq": p,
+        "layers": args.layers,
         "mlm_group_size": group,
         "projected_rows": rows * batch_size // group,
         "masked_positions": int(np.sum(batch["mlm_weights"])),
@@ -154,6 +156,9 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--mlm-group-size", type=int, default=16,
                         help="xlt_jax gathers predictions per group of N sequences (data.mlm_group_size, 16 in the "
                              "CPU recipe; 0 = per sequence; a config whose batch N does not divide keeps 0)")
+    parser.add_argument("--layers", choices=("scan", "unrolled"), default="scan",
+                        help="xlt_jax's layers under jax.lax.scan or unrolled (model.scan_layers; the CPU recipe's "
+                             "two layers are unrolled); the peers are PyTorch loops either way")
     args = parser.parse_args(argv)
     import torch
 

@@ -17,6 +17,7 @@ data (each (task, lang, split, source) read once); alignment steps are not coste
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
 import functools
 import hashlib
@@ -64,8 +65,11 @@ def sequence_flops(run_config: ml_collections.ConfigDict, rows: int, seq_len: in
         return flops_per_example(run_config, rows, seq_len, target_len=targets if head else 1)
     if not head:
         return flops_per_example(run_config, rows, seq_len, predicted=0)
-    wanted = int(data.max_predictions_per_seq)
-    predicted = mlm.auto_max_predictions(seq_len, float(data.mlm_probability)) if wanted < 0 else wanted or None
+    wanted, group = int(data.max_predictions_per_seq), max(1, int(data.get("mlm_group_size", 0)))
+    if wanted < 0:  # sized from the mask rate per group of sequences (mlm.py): rows per sequence, a fraction
+        predicted = mlm.auto_max_predictions(group * seq_len, float(data.mlm_probability)) / group
+    else:
+        predicted = wanted or None
     return flops_per_example(run_config, rows, seq_len, predicted=predicted)
 
 
@@ -108,8 +112,10 @@ def measure(run_config: ml_collections.ConfigDict, probe_batch: int) -> dict:
     created = state_lib.create_train_state(lambda rngs: build_model(run_config.model, rows, rngs=rngs), tx, mesh,
                                            rules, seed=0)
     train_step = steps.make_train_step(created.model_def, tx, schedule, mesh=mesh, state_shardings=created.shardings)
+    probe_data = copy.deepcopy(run_config.data)
+    probe_data.mlm_group_size = 0  # a probe of one sequence has no group; its FLOPs are counted per sequence
     with partitioning.sharding_context(mesh, rules):
-        batch = partitioning.global_batch(pipeline.example_batch(run_config.data, layout, probe_batch), mesh)
+        batch = partitioning.global_batch(pipeline.example_batch(probe_data, layout, probe_batch), mesh)
         t0 = time.perf_counter()
         train_step.lower(created.state, batch).compile()
         compile_s = time.perf_counter() - t0
@@ -120,7 +126,9 @@ def measure(run_config: ml_collections.ConfigDict, probe_batch: int) -> dict:
             jax.block_until_ready(metrics["loss"])
             times.append(time.perf_counter() - t0)
     step_s = min(times[1:])
-    flops = sequence_flops(run_config, rows, int(run_config.data.seq_len), head=True) * probe_batch
+    probe = copy.deepcopy(run_config)
+    probe.data = probe_data
+    flops = sequence_flops(probe, rows, int(run_config.data.seq_len), head=True) * probe_batch
     return {"step_s": round(step_s, 4), "compile_s": round(compile_s, 2), "flops_per_s": flops / step_s}
 
 

@@ -17,9 +17,6 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 
-import numpy as np
-import scipy.stats
-
 from xlt_jax import results
 from xlt_jax.experiments import paper_figures, paper_tables
 from xlt_jax.experiments.paper_numbers import TASK_NAMES
@@ -27,7 +24,8 @@ from xlt_jax.experiments.paper_numbers import TASK_NAMES
 GAP_SHARE = 0.5  # (a): BZ must close at least this share of the MZ→BS gap
 STRONG_MZ_GAP = -10.0  # (a): Δ(MZ−BS) at most this (points): without transfer the derived task is lost
 ALPHA = 0.05  # (c): significance level of the one-sided test of ρ > 0
-EXACT_UP_TO = 8  # (c): enumerate all n! pairings up to this many models; beyond, 20,000 seeded resamples
+EXACT_UP_TO = paper_figures.EXACT_UP_TO  # (c): exact test up to this many models, else 20,000 resamples
+spearman_greater_p = paper_figures.spearman_greater_p
 TASKS = ("pos", "ner", "nli", "qa")
 WORD_ORDER = ("inv", "perm", "syntax")
 
@@ -71,30 +69,12 @@ def compositions_transfer_worse(view: paper_tables.View, lang: str, task: str) -
     return out or [Finding("b", task, None, "no composition with both constituents")]
 
 
-def spearman_greater_p(alignment: Sequence[float], delta: Sequence[float]) -> float:
-    """One-sided p-value of Spearman ρ > 0 from the permutation distribution of the pairings.
-
-    scipy's `spearmanr` p-value uses a t approximation that is meaningless for a handful of points (it gives
-    p = 0 for a perfect ranking of 3); the exact test shows what 3 or 4 models can and cannot establish.
-    """
-    n = len(alignment)
-    exact = n <= EXACT_UP_TO
-    result = scipy.stats.permutation_test(
-        (np.asarray(alignment, float), np.asarray(delta, float)),
-        lambda x, y: scipy.stats.spearmanr(x, y).statistic,
-        permutation_type="pairings", alternative="greater",
-        n_resamples=np.inf if exact else 20_000, rng=np.random.default_rng(0),
-    )  # fmt: skip
-    return float(result.pvalue)
-
-
 def alignment_correlates(rows: Sequence[results.ResultRow], task: str) -> Finding:
     points = paper_figures.alignment_points(rows, task)
     stats = paper_figures.spearman(points)
     if stats is None:
         return Finding("c", task, None, f"{len(points)} model(s) with alignment and Δ(BZ−BS); 3 needed")
-    rho, _, n = stats  # the figure's two-sided t-approximation p is replaced by the exact one-sided test
-    p = spearman_greater_p([q.alignment for q in points], [q.delta_bz_bs for q in points])
+    rho, p, n = stats  # one-sided: exact up to EXACT_UP_TO models
     kind = "exact" if n <= EXACT_UP_TO else "permutation (20,000 resamples)"
     evidence = f"Spearman ρ {rho:+.2f}, one-sided {kind} p = {p:.3g} ({n} models)"
     if rho > 0 and p >= ALPHA:

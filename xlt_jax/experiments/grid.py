@@ -299,15 +299,32 @@ def steps_done(plan: list[Step]) -> int:
     return sum(v in ("done", "skip", "reuse") for v in markers.plan_status(plan).values())
 
 
+def step_seconds(plan: list[Step]) -> dict[str, dict]:
+    """Per kind of step (pretrain, finetune, ...): the plan's finished steps and the seconds their markers
+    recorded, i.e. where a grid's time went."""
+    status, kinds = markers.plan_status(plan), {}
+    for step in plan:
+        seconds = (markers.read_marker(step) or {}).get("seconds") if status[step.name] == "done" else None
+        if isinstance(seconds, int | float):
+            kind = kinds.setdefault(step.kind, {"steps": 0, "seconds": 0.0})
+            kind["steps"], kind["seconds"] = kind["steps"] + 1, round(kind["seconds"] + seconds, 1)
+    return kinds
+
+
 def write_record(workdir: epath.Path, started: float, executed: list[str] | None, plan: list[Step],
                  done_before: int) -> None:
-    """WORKDIR/grid.json: provenance of the last invocation and the wall time summed over all invocations
-    (a resumed grid counts every part), for the README's generated section. `executed` is None when the
-    invocation was preempted: its steps are then those finished since it started."""
+    """WORKDIR/grid.json: provenance of the last invocation, the wall time summed over all invocations
+    (a resumed grid counts every part) and how many there were, and the step time per kind, for the
+    README's generated section. `executed` is None when the invocation was preempted: its steps are then
+    those finished since it started."""
     path = workdir / RECORD_FILE
     previous = json.loads(path.read_text()) if path.is_file() else {}
     record = provenance.record(started, time.time())
     record["wall_s_total"] = round(float(previous.get("wall_s_total", 0.0)) + float(record["wall_s"]), 1)
+    # a record written before invocations were counted leaves the number unknown (None)
+    counted = previous.get("invocations", None if previous else 0)
+    record["invocations"] = counted + 1 if counted is not None else None
+    record["step_seconds"] = step_seconds(plan)
     record["steps"] = len(plan)
     record["steps_done"] = steps_done(plan)
     record["steps_run_last"] = len(executed) if executed is not None else record["steps_done"] - done_before

@@ -246,7 +246,7 @@ def table7(view: View, spearman: dict[str, tuple[float, float, int] | None]) -> 
     body = []
     for task in tasks:
         found = spearman.get(task)
-        ours = MISSING if found is None else f"{found[0]:.2f} (p = {found[1]:.3g}, {found[2]} models)"
+        ours = MISSING if found is None else f"{found[0]:.2f} (one-sided p = {found[1]:.3g}, {found[2]} models)"
         rho, p = paper.TABLE7_SPEARMAN[task]
         body.append([paper.TASK_NAMES[task], ours, f"{rho:.2f} ({p})"])
     return lines + _table(header, body)

@@ -130,12 +130,16 @@ def _peer_table(f: Mapping[str, Any]) -> str:
         f"{provenance_line(f)}; fp32, dropout 0.1, AdamW + clipping, torch {f.get('torch')} with "
         f"{f.get('torch_threads')} threads, alternating rounds.",
         "",
-        "| config | model | V | batch | xlt_jax tok/s | HF tok/s | ×HF | HF masked-only tok/s | ×masked |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| config | model | V | batch | xlt_jax layers, predictions | xlt_jax tok/s | HF tok/s | ×HF "
+        "| HF masked-only tok/s | ×masked |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, r in _configs(f).items():
+        group = int(r.get("mlm_group_size", 1))
+        predictions = f"groups of {group}" if group > 1 else "per sequence"
         rows.append(
-            f"| {name} | {r['model']} | {r['vocab']:,} | {r['batch']}×{r['seq_len']} | {r['tokens_per_s']:,.0f} | "
+            f"| {name} | {r['model']} | {r['vocab']:,} | {r['batch']}×{r['seq_len']} | "
+            f"{r.get('layers', 'scan')}, {predictions} | {r['tokens_per_s']:,.0f} | "
             f"{r['hf_tokens_per_s']:,.0f} | {r['ratio_vs_hf']:.2f} | {r['hf_masked_tokens_per_s']:,.0f} | "
             f"{r['ratio_vs_hf_masked']:.2f} |"
         )
@@ -233,7 +237,8 @@ def replicate_section(runs: pathlib.Path) -> str | None:
     if not record.is_file() or not report.is_file():
         return None
     meta = grid_record(root)
-    head = f"`make replicate` (`{meta.get('command', '')}`) — {provenance_line(meta)}."
+    head = f"`make replicate` (`{meta.get('command', '')}`) — {provenance_line(meta)}{_invocations(meta)}."
+    head += _time_split(meta.get("step_seconds") or {})
     done, steps = meta.get("steps_done"), meta.get("steps")
     if done is not None and steps and done < steps:
         head += (f" **Partial: {done} of {steps} steps finished** (rerun `make replicate` to continue); the tables "
@@ -245,6 +250,23 @@ def replicate_section(runs: pathlib.Path) -> str | None:
     body = re.sub(r"^# ", "### ", body, flags=re.M)  # the report's headings sit under the README's section
     body = re.sub(r"^## ", "#### ", body, flags=re.M)
     return head + "\n\n" + body
+
+
+def _invocations(meta: Mapping[str, Any]) -> str:
+    count = meta.get("invocations")
+    return "" if not count else " in one invocation" if count == 1 else f" over {count} invocations"
+
+
+KIND_NAMES = {"pretrain": "pretraining", "finetune": "fine-tuning", "evaluate": "evaluation", "align": "alignment"}
+
+
+def _time_split(kinds: Mapping[str, Mapping[str, float]]) -> str:
+    """" Step time: pretraining 58.2 min (8 runs), ..." from grid.json's `step_seconds`."""
+    if not kinds:
+        return ""
+    parts = [f"{KIND_NAMES.get(kind, kind)} {v['seconds'] / 60:.1f} min ({v['steps']} runs)"
+             for kind, v in sorted(kinds.items(), key=lambda kv: -kv[1]["seconds"])]
+    return " Step time: " + ", ".join(parts) + "."
 
 
 # (cell label, pretraining corpus, grid directory, paper family, cell directory)

@@ -91,7 +91,7 @@ def flops_per_example(
     vocab_size: int,
     seq_len: int,
     target_len: int = 0,
-    predicted: int | None = None,
+    predicted: float | None = None,
 ) -> float:
     """Analytic training FLOPs (forward + backward) for one example; see each model's
     `training_flops_per_sequence` (`predicted`: MLM rows projected, None = all). Use this, not

@@ -198,7 +198,7 @@ class Roberta(nnx.Module):
         return token_cross_entropy(logits, targets, weights, lang_id, num_langs=self.spec.num_langs)
 
 
-def training_flops_per_sequence(spec: ModelSpec, seq_len: int, predicted: int | None = None) -> float:
+def training_flops_per_sequence(spec: ModelSpec, seq_len: int, predicted: float | None = None) -> float:
     """Analytic FLOPs of one training step (forward + backward) on one sequence of `seq_len` tokens.
 
     6 × multiply-adds per token (2 per MAC, ×3 for forward + backward) of every matmul: per layer the four
