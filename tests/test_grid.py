@@ -231,3 +231,11 @@ def test_a_preempted_grid_records_its_partial_time_and_the_readme_says_it_is_par
                                                                     record["step_seconds"].values()) == 3
     assert kinds["pretrain"]["steps"] == sum(s.kind == "pretrain" for s in plan) and kinds["pretrain"]["seconds"] >= 0
     assert " over 2 invocations. Step time: " in readme.replicate_section(tmp_path)
+    grid.run(small_grid(), workdir, out=lambda _: None)  # nothing left to run: the record stays the runs'
+    again = json.loads((workdir / grid.RECORD_FILE).read_text())
+    assert again == rerun
+    legacy = {k: v for k, v in rerun.items() if k not in ("invocations", "step_seconds")}
+    (workdir / grid.RECORD_FILE).write_text(json.dumps(dict(legacy, wall_s_total=legacy["wall_s"])))
+    grid.run(small_grid(), workdir, out=lambda _: None)  # a record from before counting: one invocation
+    assert json.loads((workdir / grid.RECORD_FILE).read_text()) == dict(rerun, invocations=1,
+                                                                       wall_s_total=rerun["wall_s"])

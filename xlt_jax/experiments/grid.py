@@ -313,21 +313,28 @@ def step_seconds(plan: list[Step]) -> dict[str, dict]:
 
 def write_record(workdir: epath.Path, started: float, executed: list[str] | None, plan: list[Step],
                  done_before: int) -> None:
-    """WORKDIR/grid.json: provenance of the last invocation, the wall time summed over all invocations
-    (a resumed grid counts every part) and how many there were, and the step time per kind, for the
-    README's generated section. `executed` is None when the invocation was preempted: its steps are then
-    those finished since it started."""
+    """WORKDIR/grid.json: provenance of the last invocation that ran steps, the wall time summed over all
+    invocations (a resumed grid counts every part) and how many there were, and the step time per kind, for
+    the README's generated section. `executed` is None when the invocation was preempted: its steps are then
+    those finished since it started. An invocation that ran nothing changes only the figures read from the
+    steps' markers."""
     path = workdir / RECORD_FILE
     previous = json.loads(path.read_text()) if path.is_file() else {}
-    record = provenance.record(started, time.time())
-    record["wall_s_total"] = round(float(previous.get("wall_s_total", 0.0)) + float(record["wall_s"]), 1)
-    # a record written before invocations were counted leaves the number unknown (None)
-    counted = previous.get("invocations", None if previous else 0)
-    record["invocations"] = counted + 1 if counted is not None else None
+    # a record written before invocations were counted: one if its total is its last invocation's time
+    if "invocations" in previous or not previous:
+        counted = previous.get("invocations", 0)
+    else:
+        counted = 1 if previous.get("wall_s_total") == previous.get("wall_s") else None
+    if previous and executed == []:  # nothing ran: the record keeps the provenance of the runs that did
+        record = dict(previous, invocations=counted)
+    else:
+        record = provenance.record(started, time.time())
+        record["wall_s_total"] = round(float(previous.get("wall_s_total", 0.0)) + float(record["wall_s"]), 1)
+        record["invocations"] = counted + 1 if counted is not None else None
+        record["steps_run_last"] = len(executed) if executed is not None else steps_done(plan) - done_before
     record["step_seconds"] = step_seconds(plan)
     record["steps"] = len(plan)
     record["steps_done"] = steps_done(plan)
-    record["steps_run_last"] = len(executed) if executed is not None else record["steps_done"] - done_before
     storage.atomic_write(path, (json.dumps(record, indent=1) + "\n").encode())
 
 
