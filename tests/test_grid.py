@@ -230,7 +230,7 @@ def test_a_preempted_grid_records_its_partial_time_and_the_readme_says_it_is_par
     assert sum(k["steps"] for k in kinds.values()) == done and sum(k["steps"] for k in
                                                                     record["step_seconds"].values()) == 3
     assert kinds["pretrain"]["steps"] == sum(s.kind == "pretrain" for s in plan) and kinds["pretrain"]["seconds"] >= 0
-    assert " over 2 invocations. Step time: " in readme.replicate_section(tmp_path)
+    assert " 2 invocations (resumed). Step time: " in readme.replicate_section(tmp_path)
     grid.run(small_grid(), workdir, out=lambda _: None)  # nothing left to run: the record stays the runs'
     again = json.loads((workdir / grid.RECORD_FILE).read_text())
     assert again == rerun

@@ -237,8 +237,8 @@ def replicate_section(runs: pathlib.Path) -> str | None:
     if not record.is_file() or not report.is_file():
         return None
     meta = grid_record(root)
-    head = f"`make replicate` (`{meta.get('command', '')}`) — {provenance_line(meta)}{_invocations(meta)}."
-    head += _time_split(meta.get("step_seconds") or {})
+    head = f"`make replicate` (`{meta.get('command', '')}`) — {provenance_line(meta)}."
+    head += _invocations(meta) + _time_split(meta.get("step_seconds") or {})
     done, steps = meta.get("steps_done"), meta.get("steps")
     if done is not None and steps and done < steps:
         head += (f" **Partial: {done} of {steps} steps finished** (rerun `make replicate` to continue); the tables "
@@ -254,7 +254,7 @@ def replicate_section(runs: pathlib.Path) -> str | None:
 
 def _invocations(meta: Mapping[str, Any]) -> str:
     count = meta.get("invocations")
-    return "" if not count else " in one invocation" if count == 1 else f" over {count} invocations"
+    return "" if not count else " One invocation." if count == 1 else f" {count} invocations (resumed)."
 
 
 KIND_NAMES = {"pretrain": "pretraining", "finetune": "fine-tuning", "evaluate": "evaluation", "align": "alignment"}
