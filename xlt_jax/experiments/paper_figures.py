@@ -106,12 +106,19 @@ def spearman_greater_p(alignment: Sequence[float], delta: Sequence[float]) -> fl
     """
     exact = len(alignment) <= EXACT_UP_TO
     result = scipy.stats.permutation_test(
-        (np.asarray(alignment, float), np.asarray(delta, float)),
-        lambda x, y: scipy.stats.spearmanr(x, y).statistic,
-        permutation_type="pairings", alternative="greater",
+        (np.asarray(alignment, float), np.asarray(delta, float)), _spearman_rho,
+        permutation_type="pairings", alternative="greater", vectorized=True,
         n_resamples=np.inf if exact else 20_000, rng=np.random.default_rng(0),
     )  # fmt: skip
     return float(result.pvalue)
+
+
+def _spearman_rho(x: np.ndarray, y: np.ndarray, axis: int = -1) -> np.ndarray:
+    """Spearman ρ along `axis` (Pearson of average ranks), for all of `permutation_test`'s pairings at once:
+    `spearmanr` called once per pairing took minutes for 8 models (8! = 40,320 pairings)."""
+    rx, ry = (scipy.stats.rankdata(v, axis=axis) for v in (x, y))
+    rx, ry = (r - r.mean(axis=axis, keepdims=True) for r in (rx, ry))
+    return (rx * ry).sum(axis=axis) / np.sqrt((rx**2).sum(axis=axis) * (ry**2).sum(axis=axis))
 
 
 def spearman(points: Sequence[correlation.Point]) -> tuple[float, float, int] | None:
