@@ -80,7 +80,8 @@ def get_config(arg=None):
         # 16 sequences share one budget of projected rows: 208 per 16 x 64 tokens instead of 16 x 24 = 384, the
         # same predictions (mlm.py), fewer rows projected. Not part of the steps' fingerprints (markers.py).
         pre.data.mlm_group_size = 16
-        # Two layers: unrolled, the step is ~4.5% faster than scanned here (A/B in one process, 202 vs 212 ms).
+        # Two layers: unrolled, the step is 5-9% faster than scanned here (A/B in one process: 202 vs 212 ms,
+        # 204 vs 224 ms; README: Performance).
         pre.model.scan_layers = False
         pre.train.update(log_every=100, eval_every=500, eval_max_batches=8, checkpoint_every=500)
         pre.corpus.source = f"{a.corpus}:{{lang}}"
