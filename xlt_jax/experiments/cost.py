@@ -112,10 +112,10 @@ def measure(run_config: ml_collections.ConfigDict, probe_batch: int) -> dict:
     created = state_lib.create_train_state(lambda rngs: build_model(run_config.model, rows, rngs=rngs), tx, mesh,
                                            rules, seed=0)
     train_step = steps.make_train_step(created.model_def, tx, schedule, mesh=mesh, state_shardings=created.shardings)
-    probe_data = copy.deepcopy(run_config.data)
-    probe_data.mlm_group_size = 0  # a probe of one sequence has no group; its FLOPs are counted per sequence
+    probe = copy.deepcopy(run_config)
+    probe.data.mlm_group_size = 0  # a probe of one sequence has no group; its FLOPs are counted per sequence
     with partitioning.sharding_context(mesh, rules):
-        batch = partitioning.global_batch(pipeline.example_batch(probe_data, layout, probe_batch), mesh)
+        batch = partitioning.global_batch(pipeline.example_batch(probe.data, layout, probe_batch), mesh)
         t0 = time.perf_counter()
         train_step.lower(created.state, batch).compile()
         compile_s = time.perf_counter() - t0
@@ -126,8 +126,6 @@ def measure(run_config: ml_collections.ConfigDict, probe_batch: int) -> dict:
             jax.block_until_ready(metrics["loss"])
             times.append(time.perf_counter() - t0)
     step_s = min(times[1:])
-    probe = copy.deepcopy(run_config)
-    probe.data = probe_data
     flops = sequence_flops(probe, rows, int(run_config.data.seq_len), head=True) * probe_batch
     return {"step_s": round(step_s, 4), "compile_s": round(compile_s, 2), "flops_per_s": flops / step_s}
 

@@ -24,8 +24,6 @@ from xlt_jax.experiments.paper_numbers import TASK_NAMES
 GAP_SHARE = 0.5  # (a): BZ must close at least this share of the MZ→BS gap
 STRONG_MZ_GAP = -10.0  # (a): Δ(MZ−BS) at most this (points): without transfer the derived task is lost
 ALPHA = 0.05  # (c): significance level of the one-sided test of ρ > 0
-EXACT_UP_TO = paper_figures.EXACT_UP_TO  # (c): exact test up to this many models, else 20,000 resamples
-spearman_greater_p = paper_figures.spearman_greater_p
 TASKS = ("pos", "ner", "nli", "qa")
 WORD_ORDER = ("inv", "perm", "syntax")
 
@@ -74,8 +72,8 @@ def alignment_correlates(rows: Sequence[results.ResultRow], task: str) -> Findin
     stats = paper_figures.spearman(points)
     if stats is None:
         return Finding("c", task, None, f"{len(points)} model(s) with alignment and Δ(BZ−BS); 3 needed")
-    rho, p, n = stats  # one-sided: exact up to EXACT_UP_TO models
-    kind = "exact" if n <= EXACT_UP_TO else "permutation (20,000 resamples)"
+    rho, p, n = stats  # one-sided: exact up to paper_figures.EXACT_UP_TO models
+    kind = "exact" if n <= paper_figures.EXACT_UP_TO else "permutation (20,000 resamples)"
     evidence = f"Spearman ρ {rho:+.2f}, one-sided {kind} p = {p:.3g} ({n} models)"
     if rho > 0 and p >= ALPHA:
         return Finding("c", task, None, evidence, undecided="positive, not significant")

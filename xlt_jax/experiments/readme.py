@@ -261,7 +261,7 @@ KIND_NAMES = {"pretrain": "pretraining", "finetune": "fine-tuning", "evaluate": 
 
 
 def _time_split(kinds: Mapping[str, Mapping[str, float]]) -> str:
-    """" Step time: pretraining 58.2 min (8 runs), ..." from grid.json's `step_seconds`."""
+    """The sentence " Step time: pretraining 58.2 min (8 runs), ..." from grid.json's `step_seconds`."""
     if not kinds:
         return ""
     parts = [f"{KIND_NAMES.get(kind, kind)} {v['seconds'] / 60:.1f} min ({v['steps']} runs)"

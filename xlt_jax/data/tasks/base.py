@@ -176,15 +176,14 @@ def epoch_batches(
     `max_len`; README: fine-tuning speed).
     """
     order = batch_order(len(lengths), seed=seed, epoch=epoch, shuffle=shuffle)
-    if group_by_length > 0 and shuffle:
-        span = group_by_length * batch_size
-        groups = np.split(order, np.arange(span, len(order), span))
-        order = np.concatenate([g[np.argsort(-lengths[g], kind="stable")] for g in groups])
+    if group_by_length <= 0 or not shuffle:
+        return [order[begin : begin + batch_size] for begin in range(0, len(order), batch_size)]
+    span = group_by_length * batch_size
+    groups = np.split(order, np.arange(span, len(order), span))
+    order = np.concatenate([g[np.argsort(-lengths[g], kind="stable")] for g in groups])
     batches = [order[begin : begin + batch_size] for begin in range(0, len(order), batch_size)]
-    if group_by_length > 0 and shuffle:
-        full = len(order) // batch_size  # a partial batch stays last, where drop_remainder finds it
-        batches = [batches[i] for i in hashing.rng(seed, _GROUP_SALT, epoch).permutation(full)] + batches[full:]
-    return batches
+    full = len(order) // batch_size  # a partial batch stays last, where drop_remainder finds it
+    return [batches[i] for i in hashing.rng(seed, _GROUP_SALT, epoch).permutation(full)] + batches[full:]
 
 
 def iterate_batches(
