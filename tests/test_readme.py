@@ -113,3 +113,18 @@ def test_peer_table_says_how_xlt_jax_ran_each_config(tmp_path):
     assert "| small | tiny 2x128 | 4,000 | 128×64 | unrolled, groups of 16 | 40,000 | 25,000 | 1.60 |" in table
     assert "| older | tiny 2x128 | 4,000 | 128×64 | scan, per sequence | 40,000 |" in table
     assert "| 38,000 | 1.05 |" in table
+
+
+def test_train_table_shows_the_step_floor_when_measured(tmp_path):
+    row = {"layers": "unrolled", "step_s": 0.8, "tokens_per_s": 1280.0, "fraction_of_peak": 0.5,
+           "fraction_of_peak_best": 0.52, "compile_s": 0.4, "compile_cache_hit": True}
+    floor = {"matmul_s": 0.5, "matmul_flops_per_s_alone": 3.6e11, "update_s": 0.1, "ceiling_fraction_of_peak": 0.667}
+    record = {"machine": "Test CPU", "date": "2026-11-30", "commit": "abc", "batch": 8, "seq_len": 128,
+              "vocab": 40000, "roberta8/unrolled": row | floor,
+              "roberta8/scan": row | {"layers": "scan"}}  # a record from before the floor
+    (tmp_path / "bench").mkdir()
+    (tmp_path / "bench" / "train.json").write_text(json.dumps(record))
+    table = readme.performance_section(tmp_path)
+    assert "| roberta8 | unrolled | 0.800 | 1,280 | 50.0 / 52.0 | 0.4 (cache hit) | 0.500 (360) | 0.100 | 66.7 |" \
+        in table
+    assert "| roberta8 | scan | 0.800 | 1,280 | 50.0 / 52.0 | 0.4 (cache hit) | – | – | – |" in table

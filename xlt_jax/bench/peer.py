@@ -22,7 +22,8 @@ import ml_collections
 import numpy as np
 
 from xlt_jax import provenance
-from xlt_jax.bench.train import OPTIMIZER, RULES, matmul_peak, timed_calls
+from xlt_jax.bench.timing import timed_calls
+from xlt_jax.bench.train import OPTIMIZER, RULES, matmul_peak
 from xlt_jax.data.pretrain import mlm
 from xlt_jax.data.vocab import VocabLayout
 from xlt_jax.models import build_model, default_model_config, resolve_model_config

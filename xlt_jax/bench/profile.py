@@ -24,7 +24,7 @@ import jax
 
 from xlt_jax import provenance
 from xlt_jax.bench import peer
-from xlt_jax.bench.train import timed_calls
+from xlt_jax.bench.timing import timed_calls
 from xlt_jax.data.pretrain import mlm
 from xlt_jax.data.vocab import VocabLayout
 
@@ -82,8 +82,9 @@ def profile(name: str, args: argparse.Namespace) -> dict:
     layout = VocabLayout(base, copies=copies)
     config = peer.model_config(preset, overrides, seq_len)
     config.update(dropout=args.dropout, scan_layers=args.layers == "scan")
-    batch = peer.mlm_batch(layout, batch_size, seq_len, mlm.auto_max_predictions(seq_len, 0.15))
-    step = peer._Xlt(config, layout, batch)
+    group = args.mlm_group_size if args.mlm_group_size > 1 and batch_size % args.mlm_group_size == 0 else 1
+    rows = mlm.auto_max_predictions(group * seq_len, 0.15)
+    step = peer._Xlt(config, layout, peer.mlm_batch(layout, batch_size, seq_len, rows, group))
     known = instructions(step.compiled.as_text())
     timed_calls(step, args.warmup)
     step_s = statistics.median(timed_calls(step, args.steps))
@@ -91,7 +92,8 @@ def profile(name: str, args: argparse.Namespace) -> dict:
     with jax.profiler.trace(str(trace_dir), create_perfetto_trace=True):
         timed_calls(step, args.traced_steps)
     return {
-        "config": name, "layers": args.layers, "dropout": args.dropout, "batch": batch_size, "seq_len": seq_len,
+        "config": name, "layers": args.layers, "dropout": args.dropout, "mlm_group_size": group,
+        "projected_rows": rows * batch_size // group, "batch": batch_size, "seq_len": seq_len,
         "vocab": layout.size, "step_s": round(step_s, 4), "tokens_per_s": round(batch_size * seq_len / step_s, 1),
         **summarize(op_times(trace_dir, known), known, args.traced_steps, args.top), "trace_dir": str(trace_dir),
     }  # fmt: skip
@@ -118,6 +120,8 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--config", default="small_translit_128x64", help=f"one of {peer.DEFAULT_CONFIGS}")
     parser.add_argument("--layers", default="scan", choices=("scan", "unrolled"))
     parser.add_argument("--dropout", type=float, default=0.1)
+    parser.add_argument("--mlm-group-size", type=int, default=16,
+                        help="predictions gathered per group of N sequences, as in `bench peer` (0 = per sequence)")
     parser.add_argument("--steps", type=int, default=10, help="untraced steps timed (median)")
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--traced-steps", type=int, default=5)

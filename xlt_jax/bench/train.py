@@ -24,6 +24,8 @@ import ml_collections
 import numpy as np
 
 from xlt_jax import provenance
+from xlt_jax.bench import floor as floor_lib
+from xlt_jax.bench.timing import timed_calls
 from xlt_jax.data.pretrain import mlm
 from xlt_jax.data.vocab import VocabLayout
 from xlt_jax.models import build_model, default_model_config, flops_per_example
@@ -40,16 +42,6 @@ OPTIMIZER = ml_collections.ConfigDict(dict(
 
 
 _COMPILE_EVENTS: list[str] = []
-
-
-def timed_calls(fn: Callable[[], object], repeats: int) -> list[float]:
-    """Wall seconds of `repeats` calls of `fn` (which must block until its result is ready)."""
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return times
 
 
 @functools.cache
@@ -130,10 +122,13 @@ def bench_model(preset: str, scan: bool, args: argparse.Namespace, mesh: jax.sha
             times.extend(timed_calls(one_step, 1))
             peaks.append(matmul_peak(device, repeats=2)[0])
         hlo_flops = unrolled_hlo_flops(preset, args, mesh, rules, tx, schedule, batch)
+        floor = step_floor(step, state, batch, tx) if args.floor else {}
     flops = flops_per_example(config, args.vocab, args.seq_len, predicted=predicted or None) * args.batch
     fractions = [flops / t / max(peaks[i], peaks[i + 1]) for i, t in enumerate(times)]
     step_s = statistics.median(times)
     tokens = args.batch * args.seq_len
+    if floor:
+        floor["ceiling_fraction_of_peak"] = round(flops / max(peaks) / (floor["matmul_s"] + floor["update_s"]), 4)
     return {
         "layers": "scan" if scan else "unrolled",
         "max_predictions_per_seq": predicted,
@@ -151,6 +146,20 @@ def bench_model(preset: str, scan: bool, args: argparse.Namespace, mesh: jax.sha
         # Per step: achieved FLOP/s over the best matmul FLOP/s measured just before or after it.
         "fraction_of_peak": round(statistics.median(fractions), 4),
         "fraction_of_peak_best": round(max(fractions), 4),
+        **floor,
+    }
+
+
+def step_floor(step: Callable, state: state_lib.TrainState, batch: dict, tx: object) -> dict:
+    """The step's matmuls and its optimizer update, each timed alone (`xlt_jax.bench.floor`)."""
+    matmuls = floor_lib.matmul_floor(step, state, batch)
+    return {
+        "matmul_s": round(matmuls["floor_s"], 4),
+        "matmul_flops": matmuls["matmul_flops"],
+        "matmul_flops_per_s_alone": matmuls["matmul_flops"] / matmuls["floor_s"],
+        "dots": matmuls["dots"],
+        "update_s": round(floor_lib.update_seconds(tx, state.params, state.opt_state), 4),
+        "top_dots": matmuls["top"],
     }
 
 
@@ -184,6 +193,8 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--steps", type=int, default=5, help="timed steps (median and best reported)")
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--max-predictions", type=int, default=-1, help="MLM rows projected: -1 auto, 0 all")
+    parser.add_argument("--floor", action=argparse.BooleanOptionalAction, default=True,
+                        help="also time the step's matmuls and its optimizer update alone (xlt_jax.bench.floor)")
     parser.add_argument(
         "--compile-cache", default="auto", help="persistent XLA cache: auto ($XLT_CACHE_DIR/jax), a path, or ''"
     )
@@ -216,4 +227,12 @@ def run(args: argparse.Namespace) -> None:
                 f"(best step {100 * r['fraction_of_peak_best']:5.1f}%) | FLOPs/step analytic "
                 f"{r['flops_per_step']:.3e}, XLA unrolled {r['hlo_flops_unrolled']:.3e}"
             )
+            if "matmul_s" in r:
+                print(
+                    f"{'':17s} floor: its {r['dots']} matmuls alone {r['matmul_s']:.3f} s "
+                    f"({r['matmul_flops_per_s_alone'] / 1e9:.0f} GFLOP/s), optimizer update alone "
+                    f"{r['update_s']:.3f} s, rest {r['step_s'] - r['matmul_s'] - r['update_s']:.3f} s | "
+                    "ceiling with these kernels "
+                    f"{100 * r['ceiling_fraction_of_peak']:.1f}% of peak"
+                )
     print(json.dumps(figures))

@@ -151,14 +151,21 @@ def _train_table(f: Mapping[str, Any]) -> str:
         f"**Train step against the matmul peak** (`{f.get('command', 'python -m xlt_jax.bench train')}`): "
         f"{provenance_line(f)}; batch {f.get('batch')} × {f.get('seq_len')}, V = {f.get('vocab'):,}, fp32.",
         "",
-        "| model | layers | step s | tok/s | % of fp32 matmul peak (median / best step) | compile s |",
-        "|---|---|---|---|---|---|",
+        "| model | layers | step s | tok/s | % of fp32 matmul peak (median / best step) | compile s "
+        "| its matmuls alone s (GFLOP/s) | optimizer update alone s | ceiling, % of peak |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for name, r in _configs(f).items():
+        floor = (
+            f"{r['matmul_s']:.3f} ({r['matmul_flops_per_s_alone'] / 1e9:.0f}) | {r['update_s']:.3f} | "
+            f"{100 * r['ceiling_fraction_of_peak']:.1f}"
+            if "matmul_s" in r
+            else "– | – | –"
+        )
         rows.append(
             f"| {name.split('/')[0]} | {r['layers']} | {r['step_s']:.3f} | {r['tokens_per_s']:,.0f} | "
             f"{100 * r['fraction_of_peak']:.1f} / {100 * r['fraction_of_peak_best']:.1f} | {r['compile_s']:.1f}"
-            f"{' (cache hit)' if r.get('compile_cache_hit') else ''} |"
+            f"{' (cache hit)' if r.get('compile_cache_hit') else ''} | {floor} |"
         )
     return "\n".join(rows)
 
