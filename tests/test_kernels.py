@@ -117,3 +117,33 @@ def test_token_cross_entropy_sums():
         np.testing.assert_allclose(sums["lang_loss_sum"][lang_id], (ce * weights)[rows].sum(), rtol=1e-5)
         np.testing.assert_allclose(sums["lang_weight_sum"][lang_id], weights[rows].sum())
         np.testing.assert_allclose(sums["lang_correct_sum"][lang_id], (correct * weights)[rows].sum())
+
+
+@pytest.mark.parametrize(
+    "in_features, out_features, x_shape",
+    [(16, 24, (3, 5, 16)), (16, (2, 8), (3, 5, 16)), ((2, 8), 16, (3, 5, 2, 8)), (16, 24, (7, 16))],
+)
+def test_dense_as_one_2d_product_matches_linear_general(in_features, out_features, x_shape):
+    from flax import nnx
+
+    from xlt_jax.models.layers import Dense
+
+    n_in = len(in_features) if isinstance(in_features, tuple) else 1
+    kw = dict(axis=tuple(range(-n_in, 0)) if n_in > 1 else -1, use_bias=True,
+              bias_init=jax.nn.initializers.normal(1.0))  # fmt: skip
+    ours = Dense(in_features, out_features, rngs=nnx.Rngs(0), **kw)
+    ref = nnx.LinearGeneral(in_features, out_features, rngs=nnx.Rngs(0), **kw)  # the same parameters
+    x = jax.random.normal(jax.random.key(1), x_shape)
+    np.testing.assert_array_equal(ours.kernel[...], ref.kernel[...])
+    y = ours(x)
+    assert isinstance(ours, nnx.LinearGeneral) and type(ours).__call__ is not nnx.LinearGeneral.__call__
+    np.testing.assert_allclose(y, ref(x), rtol=1e-5, atol=1e-5)
+    assert y.shape == ref(x).shape
+
+    def loss(module, x):
+        return jnp.sum(jnp.sin(module(x)))
+
+    g_ours, g_ref = nnx.grad(loss, argnums=(0, 1))(ours, x), nnx.grad(loss, argnums=(0, 1))(ref, x)
+    np.testing.assert_allclose(g_ours[1], g_ref[1], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(g_ours[0].kernel[...], g_ref[0].kernel[...], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(g_ours[0].bias[...], g_ref[0].bias[...], rtol=1e-5, atol=1e-5)

@@ -16,6 +16,7 @@ BENCHMARKS = {
     "input": "the real training loop: seconds per step and the time each step waits for its batch",
     "peer": "tokens/s of xlt_jax vs Hugging Face PyTorch RoBERTa MLM on identical configs (extra hf)",
     "profile": "a jax.profiler trace of a `peer` configuration's step: time by operation group and top operations",
+    "ab": "a `peer` configuration's step under several model-config variants, alternating in one process",
 }
 
 

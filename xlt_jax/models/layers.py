@@ -128,6 +128,40 @@ def _tied_logits_bwd(residuals: tuple, g: jax.Array) -> tuple[jax.Array, jax.Arr
 tied_logits.defvjp(_tied_logits_fwd, _tied_logits_bwd)
 
 
+class Dense(nnx.LinearGeneral):
+    """`nnx.LinearGeneral` over the trailing axes, computed as one 2-D product [tokens, in] @ [in, out] + bias.
+
+    Why: XLA CPU runs the bias add, and the elementwise work it fuses into it (GELU, dropout, the residual), up
+    to ~4x slower in a fusion shaped [batch, length, features] than in the same fusion shaped [tokens, features]
+    (traced: the FFN's bias + GELU fusion 5.8 ms vs 1.3 ms). Whole train step, one process, alternating (AMD
+    EPYC, 2026-11-30): small CPU-recipe model −8.9%, roberta8 8 × 128 −7.1%. Same parameters, names and shapes,
+    same values to float rounding; the reshapes are free (row-major bitcasts) and keep the batch axis major, so
+    its sharding carries over.
+    """
+
+    def __call__(self, inputs: jax.Array, out_sharding: Any = None) -> jax.Array:
+        custom = self.batch_axis or self.dot_general is not None or self.dot_general_cls is not None
+        if custom or out_sharding is not None:
+            return super().__call__(inputs, out_sharding)
+        n_in = len(self.in_features)
+        if _normalize_trailing(self.axis, inputs.ndim) != tuple(range(inputs.ndim - n_in, inputs.ndim)):
+            return super().__call__(inputs)
+        kernel = self.kernel[...]
+        bias = self.bias[...] if self.bias is not None else None
+        inputs, kernel, bias = self.promote_dtype((inputs, kernel, bias), dtype=self.dtype)
+        lead = inputs.shape[: inputs.ndim - n_in]
+        fan_in = int(np.prod(self.in_features))
+        kwargs = {} if self.preferred_element_type is None else {"preferred_element_type": self.preferred_element_type}
+        out = jnp.dot(inputs.reshape(-1, fan_in), kernel.reshape(fan_in, -1), precision=self.precision, **kwargs)
+        if bias is not None:
+            out = out + bias.reshape(-1)
+        return out.reshape(*lead, *self.out_features)
+
+
+def _normalize_trailing(axis: int | Sequence[int], ndim: int) -> tuple[int, ...]:
+    return tuple(a % ndim for a in ((axis,) if isinstance(axis, int) else axis))
+
+
 def dense(
     in_features: int | tuple[int, ...],
     out_features: int | tuple[int, ...],
@@ -138,13 +172,13 @@ def dense(
     dtype: Any,
     param_dtype: Any,
     rngs: nnx.Rngs,
-) -> nnx.LinearGeneral:
+) -> Dense:
     """A (possibly multi-axis) dense layer whose kernel has logical names `names` (inputs then outputs).
 
     The bias takes the output names. Initialisers see the flattened 2-D kernel, as in t5x's DenseGeneral.
     """
     n_in = len(in_features) if isinstance(in_features, tuple) else 1
-    return nnx.LinearGeneral(
+    return Dense(
         in_features,
         out_features,
         axis=tuple(range(-n_in, 0)) if n_in > 1 else -1,

@@ -1,0 +1,34 @@
+"""`python -m xlt_jax.bench ab`: variants parse to config overrides, reach the model that is timed, and a
+wrong key is refused by name."""
+
+from __future__ import annotations
+
+import argparse
+
+import pytest
+
+from xlt_jax.bench import ab
+
+
+def test_variants_parse_to_typed_overrides():
+    assert ab.parse_variant("base") == {}
+    assert ab.parse_variant("scan_layers=False, dropout=0") == {"scan_layers": False, "dropout": 0}
+    assert ab.parse_variant("dtype=bfloat16,mlm_group_size=4") == {"dtype": "bfloat16", "mlm_group_size": 4}
+    with pytest.raises(argparse.ArgumentTypeError, match="'dropout' is not key=value"):
+        ab.parse_variant("scan_layers=False,dropout")
+
+
+def test_overrides_reach_the_timed_model_and_its_batch():
+    step = ab.build("small_translit_128x64", {"scan_layers": False, "mlm_group_size": 4}, 16)
+    assert set(step.state.params["encoder"]["blocks"]) == {0, 1}  # unrolled: one entry per layer
+    assert step.batch["mlm_positions"].shape == (128 // 4, 72)  # rows per group of 4 sequences of 64
+    scanned = ab.build("small_translit_128x64", {}, 0)
+    assert "attention" in scanned.state.params["encoder"]["blocks"]  # scanned: one stacked block
+    assert scanned.batch["mlm_positions"].shape == (128, 24)  # per sequence
+    grouped_by_default = ab.build("small_translit_128x64", {}, 16)  # --mlm-group-size, as in `bench peer`
+    assert grouped_by_default.batch["mlm_positions"].shape == (128 // 16, 208)
+
+
+def test_an_unknown_model_key_is_refused_by_name():
+    with pytest.raises(Exception, match="scan_layerz"):
+        ab.build("small_translit_128x64", {"scan_layerz": False}, 16)
