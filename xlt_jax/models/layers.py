@@ -266,8 +266,9 @@ class Mlp(nnx.Module):
         self.wo = dense(mlp, hidden, ("mlp", "embed"), **kw)
 
     def __call__(self, x: jax.Array) -> jax.Array:
-        h = constrain(gelu_erf(self.wi(x)), ("batch", "length", "mlp"))
-        return constrain(self.wo(h), ("batch", "length", "embed"))
+        # [tokens, features] inside: GELU fuses with wi's bias add, which XLA CPU runs ~4x slower in 3-D (Dense)
+        h = constrain(gelu_erf(self.wi(x.reshape(-1, x.shape[-1]))), ("batch", "mlp"))
+        return constrain(self.wo(h).reshape(x.shape), ("batch", "length", "embed"))
 
 
 class GatedMlp(nnx.Module):
