@@ -64,7 +64,10 @@ chaos: data install
 # Each benchmark's JSON line is kept in runs/bench/NAME.json; the README's performance tables come from them.
 bench: data install
 	mkdir -p runs/bench
-	for b in peer train input profile tpu data; do $(PY) -m xlt_jax.bench $$b | tee runs/bench/$$b.log | tail -1 > runs/bench/$$b.json; done
+	$(PY) -m xlt_jax.bench peer --layers unrolled | tee runs/bench/peer.log | tail -1 > runs/bench/peer.json
+	$(PY) -m xlt_jax.bench train --models roberta8 | tee runs/bench/train.log | tail -1 > runs/bench/train.json
+	$(PY) -m xlt_jax.bench train --models roberta8 --seq-len 512 | tee runs/bench/train_512.log | tail -1 > runs/bench/train_512.json
+	for b in input profile tpu data; do $(PY) -m xlt_jax.bench $$b | tee runs/bench/$$b.log | tail -1 > runs/bench/$$b.json; done
 	$(PY) -m xlt_jax.experiments.readme --sections performance
 
 lint: install

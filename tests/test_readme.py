@@ -128,3 +128,6 @@ def test_train_table_shows_the_step_floor_when_measured(tmp_path):
     assert "| roberta8 | unrolled | 0.800 | 1,280 | 50.0 / 52.0 | 0.4 (cache hit) | 0.500 (360) | 0.100 | 66.7 |" \
         in table
     assert "| roberta8 | scan | 0.800 | 1,280 | 50.0 / 52.0 | 0.4 (cache hit) | – | – | – |" in table
+    (tmp_path / "bench" / "train_512.json").write_text(json.dumps(record | {"seq_len": 512}))
+    tables = readme.performance_section(tmp_path)
+    assert tables.count("**Train step against the matmul peak**") == 2 and "batch 8 × 512" in tables

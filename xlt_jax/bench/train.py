@@ -127,8 +127,9 @@ def bench_model(preset: str, scan: bool, args: argparse.Namespace, mesh: jax.sha
     fractions = [flops / t / max(peaks[i], peaks[i + 1]) for i, t in enumerate(times)]
     step_s = statistics.median(times)
     tokens = args.batch * args.seq_len
-    if floor:
-        floor["ceiling_fraction_of_peak"] = round(flops / max(peaks) / (floor["matmul_s"] + floor["update_s"]), 4)
+    if floor:  # the median fraction the step would reach if it took only its matmuls and optimizer update
+        floor_s = floor["matmul_s"] + floor["update_s"]
+        floor["ceiling_fraction_of_peak"] = round(statistics.median(fractions) * step_s / floor_s, 4)
     return {
         "layers": "scan" if scan else "unrolled",
         "max_predictions_per_seq": predicted,

@@ -109,8 +109,8 @@ def performance_section_of(benches: Mapping[str, Mapping[str, Any]]) -> str:
     parts = []
     if "peer" in benches:
         parts.append(_peer_table(benches["peer"]))
-    if "train" in benches:
-        parts.append(_train_table(benches["train"]))
+    for name in sorted(b for b in benches if b == "train" or b.startswith("train_")):  # e.g. train_512
+        parts.append(_train_table(benches[name]))
     if "input" in benches:
         parts.append(_input_table(benches["input"]))
     if "profile" in benches:
@@ -126,7 +126,7 @@ def _configs(figures: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
 
 def _peer_table(f: Mapping[str, Any]) -> str:
     rows = [
-        "**xlt_jax vs Hugging Face PyTorch** (`python -m xlt_jax.bench peer`): "
+        f"**xlt_jax vs Hugging Face PyTorch** (`{f.get('command', 'python -m xlt_jax.bench peer')}`): "
         f"{provenance_line(f)}; fp32, dropout 0.1, AdamW + clipping, torch {f.get('torch')} with "
         f"{f.get('torch_threads')} threads, alternating rounds.",
         "",
@@ -190,7 +190,8 @@ def _profile_table(f: Mapping[str, Any], top: int = 8) -> str:
     groups = ", ".join(f"{g} {100 * share:.0f}%" for g, share in f["groups"].items())
     rows = [
         f"**Where the step's time goes** (`{f.get('command', 'python -m xlt_jax.bench profile')}`): "
-        f"{provenance_line(f)}; `{f['config']}`, {f['layers']} layers, dropout {f['dropout']:g}; untraced step "
+        f"{provenance_line(f)}; `{f['config']}`, {f['layers']} layers, dropout {f['dropout']:g}"
+        f"{_grouping(f)}; untraced step "
         f"{1000 * f['step_s']:.0f} ms. Share of the traced operation time: {groups}. Largest operations:",
         "",
         "| share | ms/step (traced) | group | output shape | source (`op_name`) |",
@@ -200,6 +201,11 @@ def _profile_table(f: Mapping[str, Any], top: int = 8) -> str:
         rows.append(f"| {100 * t['share']:.1f}% | {t['ms_per_step']:.1f} | {t['group']} | `{t['shape']}` | "
                     f"`{t['op_name'].removeprefix('jit(step_fn)/') or t['op'] + ' (made by XLA)'}` |")
     return "\n".join(rows)
+
+
+def _grouping(f: Mapping[str, Any]) -> str:
+    group = int(f.get("mlm_group_size", 1))
+    return f", predictions gathered per {group} sequences ({f['projected_rows']:,} rows)" if group > 1 else ""
 
 
 def _tpu_table(f: Mapping[str, Any]) -> str:
