@@ -7,7 +7,7 @@ import argparse
 
 import pytest
 
-from xlt_jax.bench import ab
+from xlt_jax.bench import ab, peer
 
 
 def test_variants_parse_to_typed_overrides():
@@ -19,16 +19,16 @@ def test_variants_parse_to_typed_overrides():
 
 
 def test_overrides_reach_the_timed_model_and_its_batch():
-    step = ab.build("small_translit_128x64", {"scan_layers": False, "mlm_group_size": 4}, 16)
+    step = peer.xlt_step("small_translit_128x64", {"scan_layers": False, "mlm_group_size": 4}, 16)
     assert set(step.state.params["encoder"]["blocks"]) == {0, 1}  # unrolled: one entry per layer
     assert step.batch["mlm_positions"].shape == (128 // 4, 72)  # rows per group of 4 sequences of 64
-    scanned = ab.build("small_translit_128x64", {}, 0)
+    scanned = peer.xlt_step("small_translit_128x64", {}, 0)
     assert "attention" in scanned.state.params["encoder"]["blocks"]  # scanned: one stacked block
     assert scanned.batch["mlm_positions"].shape == (128, 24)  # per sequence
-    grouped_by_default = ab.build("small_translit_128x64", {}, 16)  # --mlm-group-size, as in `bench peer`
+    grouped_by_default = peer.xlt_step("small_translit_128x64", {}, 16)  # --mlm-group-size, as in `bench peer`
     assert grouped_by_default.batch["mlm_positions"].shape == (128 // 16, 208)
 
 
 def test_an_unknown_model_key_is_refused_by_name():
     with pytest.raises(Exception, match="scan_layerz"):
-        ab.build("small_translit_128x64", {"scan_layerz": False}, 16)
+        peer.xlt_step("small_translit_128x64", {"scan_layerz": False}, 16)

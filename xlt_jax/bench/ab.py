@@ -18,8 +18,6 @@ import statistics
 from xlt_jax import provenance
 from xlt_jax.bench import peer
 from xlt_jax.bench.timing import timed_calls
-from xlt_jax.data.pretrain import mlm
-from xlt_jax.data.vocab import VocabLayout
 
 
 def parse_variant(spec: str) -> dict[str, object]:
@@ -39,20 +37,6 @@ def parse_variant(spec: str) -> dict[str, object]:
     return out
 
 
-def build(name: str, overrides: dict[str, object], group_size: int) -> peer._Xlt:
-    """The `peer` configuration's xlt_jax step with `overrides` on its model config; an unknown key fails
-    with the config's own error, which names it."""
-    preset, model_overrides, base, copies, batch_size, seq_len = peer.CONFIGS[name]
-    layout = VocabLayout(base, copies=copies)
-    config = peer.model_config(preset, model_overrides, seq_len)
-    overrides = dict(overrides)
-    group = int(overrides.pop("mlm_group_size", group_size))
-    group = group if group > 1 and batch_size % group == 0 else 1
-    config.update(overrides)
-    rows = mlm.auto_max_predictions(group * seq_len, 0.15)
-    return peer._Xlt(config, layout, peer.mlm_batch(layout, batch_size, seq_len, rows, group))
-
-
 def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(prog="python -m xlt_jax.bench ab", description=__doc__)
     parser.add_argument("--config", default="small_translit_128x64", help=f"one of {peer.DEFAULT_CONFIGS}")
@@ -66,7 +50,7 @@ def main(argv: list[str]) -> None:
     if args.config not in peer.CONFIGS:
         raise SystemExit(f"unknown --config {args.config!r}; choose from {peer.DEFAULT_CONFIGS}")
     variants = {spec: parse_variant(spec) for spec in args.variants}
-    steps = {spec: build(args.config, overrides, args.mlm_group_size) for spec, overrides in variants.items()}
+    steps = {spec: peer.xlt_step(args.config, overrides, args.mlm_group_size) for spec, overrides in variants.items()}
     for step in steps.values():
         timed_calls(step, args.warmup)
     times: dict[str, list[float]] = {spec: [] for spec in steps}

@@ -63,7 +63,9 @@ def model_config(preset: str, overrides: dict, seq_len: int) -> ml_collections.C
     return config
 
 
-class _Xlt:
+class XltStep:
+    """xlt_jax's jitted train step on one device with its state and batch; calling it runs one step."""
+
     def __init__(self, config: ml_collections.ConfigDict, layout: VocabLayout, batch: dict[str, np.ndarray]):
         device = jax.devices()[0]
         self.mesh = partitioning.make_mesh(ml_collections.ConfigDict({"shape": (1, 1, 1)}), [device])
@@ -90,6 +92,23 @@ class _Xlt:
             jax.block_until_ready(metrics["loss"])
 
 
+def xlt_step(name: str, overrides: dict[str, object], group_size: int) -> XltStep:
+    """xlt_jax's step for `CONFIGS[name]` with `overrides` on its model config (a wrong key fails with the
+    config's error, which names it); predictions gathered per group of `group_size` sequences (or of an
+    `mlm_group_size` override; per sequence when it is 0 or 1 or does not divide the batch)."""
+    preset, model_overrides, base, copies, batch_size, seq_len = CONFIGS[name]
+    layout = VocabLayout(base, copies=copies)
+    config = model_config(preset, model_overrides, seq_len)
+    overrides = dict(overrides)
+    group = int(overrides.pop("mlm_group_size", group_size))
+    group = group if group > 1 and batch_size % group == 0 else 1
+    config.update(overrides)
+    rows = mlm.auto_max_predictions(group * seq_len, 0.15)  # per group (= per sequence when group is 1)
+    step = XltStep(config, layout, mlm_batch(layout, batch_size, seq_len, rows, group))
+    step.mlm_group_size, step.projected_rows = group, rows * batch_size // group
+    return step
+
+
 def torch_matmul_peak(n: int = 2048, repeats: int = 4) -> float:
     import torch
 
@@ -108,9 +127,7 @@ def bench_config(name: str, args: argparse.Namespace) -> dict:
     spec = resolve_model_config(config, layout.size)
     p = mlm.auto_max_predictions(seq_len, 0.15)
     batch = mlm_batch(layout, batch_size, seq_len, p)  # the peers read per-sequence predictions
-    group = args.mlm_group_size if args.mlm_group_size > 1 and batch_size % args.mlm_group_size == 0 else 1
-    rows = mlm.auto_max_predictions(group * seq_len, 0.15)  # per group (= p for one sequence)
-    ours = _Xlt(config, layout, mlm_batch(layout, batch_size, seq_len, rows, group) if group > 1 else batch)
+    ours = xlt_step(name, {"scan_layers": args.layers == "scan"}, args.mlm_group_size)
     peers = {
         "hf": TorchMlmPeer(spec, OPTIMIZER, 1000, params=ours.initial_params, threads=args.threads),
         "hf_masked": TorchMlmPeer(
@@ -134,8 +151,8 @@ def bench_config(name: str, args: argparse.Namespace) -> dict:
         "seq_len": seq_len,
         "max_predictions_per_seq": p,
         "layers": args.layers,
-        "mlm_group_size": group,
-        "projected_rows": rows * batch_size // group,
+        "mlm_group_size": ours.mlm_group_size,
+        "projected_rows": ours.projected_rows,
         "masked_positions": int(np.sum(batch["mlm_weights"])),
         "compile_s": round(ours.compile_s, 2),
         "tokens_per_s": round(tps["xlt_jax"], 1),

@@ -25,7 +25,6 @@ import jax
 from xlt_jax import provenance
 from xlt_jax.bench import peer
 from xlt_jax.bench.timing import timed_calls
-from xlt_jax.data.pretrain import mlm
 from xlt_jax.data.vocab import VocabLayout
 
 _INSTRUCTION = re.compile(r"^\s*(?:ROOT )?%(\S+) = (\S+) (\w[\w-]*)\(.*$", re.M)
@@ -78,13 +77,8 @@ def op_times(trace_dir: pathlib.Path, known: dict[str, dict[str, str]]) -> colle
 
 
 def profile(name: str, args: argparse.Namespace) -> dict:
-    preset, overrides, base, copies, batch_size, seq_len = peer.CONFIGS[name]
-    layout = VocabLayout(base, copies=copies)
-    config = peer.model_config(preset, overrides, seq_len)
-    config.update(dropout=args.dropout, scan_layers=args.layers == "scan")
-    group = args.mlm_group_size if args.mlm_group_size > 1 and batch_size % args.mlm_group_size == 0 else 1
-    rows = mlm.auto_max_predictions(group * seq_len, 0.15)
-    step = peer._Xlt(config, layout, peer.mlm_batch(layout, batch_size, seq_len, rows, group))
+    _, _, base, copies, batch_size, seq_len = peer.CONFIGS[name]
+    step = peer.xlt_step(name, {"dropout": args.dropout, "scan_layers": args.layers == "scan"}, args.mlm_group_size)
     known = instructions(step.compiled.as_text())
     timed_calls(step, args.warmup)
     step_s = statistics.median(timed_calls(step, args.steps))
@@ -92,9 +86,10 @@ def profile(name: str, args: argparse.Namespace) -> dict:
     with jax.profiler.trace(str(trace_dir), create_perfetto_trace=True):
         timed_calls(step, args.traced_steps)
     return {
-        "config": name, "layers": args.layers, "dropout": args.dropout, "mlm_group_size": group,
-        "projected_rows": rows * batch_size // group, "batch": batch_size, "seq_len": seq_len,
-        "vocab": layout.size, "step_s": round(step_s, 4), "tokens_per_s": round(batch_size * seq_len / step_s, 1),
+        "config": name, "layers": args.layers, "dropout": args.dropout, "mlm_group_size": step.mlm_group_size,
+        "projected_rows": step.projected_rows, "batch": batch_size, "seq_len": seq_len,
+        "vocab": VocabLayout(base, copies=copies).size, "step_s": round(step_s, 4),
+        "tokens_per_s": round(batch_size * seq_len / step_s, 1),
         **summarize(op_times(trace_dir, known), known, args.traced_steps, args.top), "trace_dir": str(trace_dir),
     }  # fmt: skip
 
