@@ -51,8 +51,9 @@ def test_matmul_floor_times_every_dot_and_sums_their_flops():
     r = floor.matmul_floor(jax.jit(_loss), *_args(), repeats=2)
     assert r["dots"] == LAYERS + 1 and r["distinct_dots"] == 2
     assert r["matmul_flops"] == LAYERS * 2 * N * K * K + 2 * N * K * V
-    assert r["floor_s"] > 0 and all(row["gflops_per_s"] > 0 for row in r["top"])
-    assert r["floor_s"] == sum(row["total_s"] for row in r["top"]) or len(r["top"]) == 8
+    assert len(r["top"]) == 2 and all(row["total_s"] > 0 for row in r["top"])  # tiny dots: GFLOP/s may round to 0
+    assert r["floor_s"] == sum(row["total_s"] for row in r["top"])
+    assert sorted(row["count"] for row in r["top"]) == [1, LAYERS]
 
 
 def test_update_is_timed_on_a_copy_of_the_state():

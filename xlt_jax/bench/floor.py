@@ -124,8 +124,8 @@ def matmul_floor(step: Any, *args: Any, repeats: int = 7, top: int = 8) -> dict:
     rows = []
     for dot, count in dots.items():
         seconds = time_dot(dot, repeats)
-        rows.append({"dot": dot.describe(), "count": count, "ms": round(1e3 * seconds, 3),
-                     "gflops_per_s": round(dot.flops / seconds / 1e9, 1), "total_s": round(seconds * count, 5),
+        rows.append({"dot": dot.describe(), "count": count, "ms": round(1e3 * seconds, 4),
+                     "gflops_per_s": round(dot.flops / seconds / 1e9, 2), "total_s": seconds * count,
                      "flops": dot.flops * count})  # fmt: skip
     rows.sort(key=lambda r: -r["total_s"])
     return {
