@@ -7,8 +7,9 @@ everything else (normalisation, softmax, GELU, dropout, gathers). This module me
 `matmul_floor` walks the step's jaxpr (into jit, scan, remat and custom-VJP bodies; a `scan` body counts
 `length` times), collects every `dot_general` with its operand shapes and dimension numbers, and times each
 distinct one as a jitted dot on its own, on this machine, in this run; `update_seconds` times the optimizer
-update alone on the step's own state. Their sum is the step's floor: the model's FLOPs over (peak × floor) is
-the highest fraction of the 2048³ peak the step could reach with these matmul kernels and this optimizer.
+update alone on the step's own state. Their sum is the step's floor; `bench train` reports the fraction of the
+2048³ peak the step would reach if it took only that long: its ceiling with these matmul kernels and this
+optimizer.
 """
 
 from __future__ import annotations
