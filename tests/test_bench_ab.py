@@ -22,6 +22,7 @@ def test_overrides_reach_the_timed_model_and_its_batch():
     step = peer.xlt_step("small_translit_128x64", {"scan_layers": False, "mlm_group_size": 4}, 16)
     assert set(step.state.params["encoder"]["blocks"]) == {0, 1}  # unrolled: one entry per layer
     assert step.batch["mlm_positions"].shape == (128 // 4, 72)  # rows per group of 4 sequences of 64
+    assert (step.mlm_group_size, step.projected_rows) == (4, 32 * 72)  # what bench peer and profile report
     scanned = peer.xlt_step("small_translit_128x64", {}, 0)
     assert "attention" in scanned.state.params["encoder"]["blocks"]  # scanned: one stacked block
     assert scanned.batch["mlm_positions"].shape == (128, 24)  # per sequence

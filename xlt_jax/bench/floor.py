@@ -41,7 +41,7 @@ class Dot:
 
     @property
     def flops(self) -> int:
-        (lhs_contract, _), (lhs_batch, _) = self.dimension_numbers
+        (lhs_contract, _), _ = self.dimension_numbers
         contracted = int(np.prod([self.lhs[d] for d in lhs_contract]))
         return 2 * contracted * int(np.prod(self.output_shape))
 

@@ -68,6 +68,7 @@ class XltStep:
 
     def __init__(self, config: ml_collections.ConfigDict, layout: VocabLayout, batch: dict[str, np.ndarray]):
         device = jax.devices()[0]
+        self.vocab = layout.size
         self.mesh = partitioning.make_mesh(ml_collections.ConfigDict({"shape": (1, 1, 1)}), [device])
         self.rules = partitioning.logical_rules(RULES)
         tx = optimizer.make_optimizer(OPTIMIZER, 1000)
@@ -85,6 +86,16 @@ class XltStep:
             t0 = time.perf_counter()
             self.compiled = self.step.lower(self.state, self.batch).compile()  # `bench profile` reads its HLO
             self.compile_s = time.perf_counter() - t0
+
+    @property
+    def projected_rows(self) -> int:
+        """Rows projected onto the vocabulary per batch."""
+        return int(np.prod(self.batch["mlm_positions"].shape))
+
+    @property
+    def mlm_group_size(self) -> int:
+        """Sequences that share one budget of projected rows (1: per sequence)."""
+        return self.batch["input_ids"].shape[0] // self.batch["mlm_positions"].shape[0]
 
     def __call__(self) -> None:
         with partitioning.sharding_context(self.mesh, self.rules):
@@ -104,9 +115,7 @@ def xlt_step(name: str, overrides: dict[str, object], group_size: int) -> XltSte
     group = group if group > 1 and batch_size % group == 0 else 1
     config.update(overrides)
     rows = mlm.auto_max_predictions(group * seq_len, 0.15)  # per group (= per sequence when group is 1)
-    step = XltStep(config, layout, mlm_batch(layout, batch_size, seq_len, rows, group))
-    step.mlm_group_size, step.projected_rows = group, rows * batch_size // group
-    return step
+    return XltStep(config, layout, mlm_batch(layout, batch_size, seq_len, rows, group))
 
 
 def torch_matmul_peak(n: int = 2048, repeats: int = 4) -> float:

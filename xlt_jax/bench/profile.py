@@ -25,7 +25,6 @@ import jax
 from xlt_jax import provenance
 from xlt_jax.bench import peer
 from xlt_jax.bench.timing import timed_calls
-from xlt_jax.data.vocab import VocabLayout
 
 _INSTRUCTION = re.compile(r"^\s*(?:ROOT )?%(\S+) = (\S+) (\w[\w-]*)\(.*$", re.M)
 _OP_NAME = re.compile(r'op_name="([^"]+)"')
@@ -77,7 +76,7 @@ def op_times(trace_dir: pathlib.Path, known: dict[str, dict[str, str]]) -> colle
 
 
 def profile(name: str, args: argparse.Namespace) -> dict:
-    _, _, base, copies, batch_size, seq_len = peer.CONFIGS[name]
+    batch_size, seq_len = peer.CONFIGS[name][-2:]
     step = peer.xlt_step(name, {"dropout": args.dropout, "scan_layers": args.layers == "scan"}, args.mlm_group_size)
     known = instructions(step.compiled.as_text())
     timed_calls(step, args.warmup)
@@ -88,7 +87,7 @@ def profile(name: str, args: argparse.Namespace) -> dict:
     return {
         "config": name, "layers": args.layers, "dropout": args.dropout, "mlm_group_size": step.mlm_group_size,
         "projected_rows": step.projected_rows, "batch": batch_size, "seq_len": seq_len,
-        "vocab": VocabLayout(base, copies=copies).size, "step_s": round(step_s, 4),
+        "vocab": step.vocab, "step_s": round(step_s, 4),
         "tokens_per_s": round(batch_size * seq_len / step_s, 1),
         **summarize(op_times(trace_dir, known), known, args.traced_steps, args.top), "trace_dir": str(trace_dir),
     }  # fmt: skip

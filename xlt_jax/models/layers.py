@@ -143,9 +143,7 @@ class Dense(nnx.LinearGeneral):
         custom = self.batch_axis or self.dot_general is not None or self.dot_general_cls is not None
         if custom or out_sharding is not None:
             return super().__call__(inputs, out_sharding)
-        n_in = len(self.in_features)
-        if _normalize_trailing(self.axis, inputs.ndim) != tuple(range(inputs.ndim - n_in, inputs.ndim)):
-            return super().__call__(inputs)
+        n_in = len(self.in_features)  # over the trailing axes, as `dense()` builds it
         kernel = self.kernel[...]
         bias = self.bias[...] if self.bias is not None else None
         inputs, kernel, bias = self.promote_dtype((inputs, kernel, bias), dtype=self.dtype)
@@ -156,10 +154,6 @@ class Dense(nnx.LinearGeneral):
         if bias is not None:
             out = out + bias.reshape(-1)
         return out.reshape(*lead, *self.out_features)
-
-
-def _normalize_trailing(axis: int | Sequence[int], ndim: int) -> tuple[int, ...]:
-    return tuple(a % ndim for a in ((axis,) if isinstance(axis, int) else axis))
 
 
 def dense(
