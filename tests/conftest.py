@@ -13,7 +13,10 @@ import importlib  # noqa: E402
 import pytest  # noqa: E402
 from hypothesis import HealthCheck, settings  # noqa: E402
 
+from xlt_jax import host_allocator  # noqa: E402
 from xlt_jax.data import paths  # noqa: E402
+
+host_allocator.retain_freed_memory()  # as the binaries do: CPU steps without re-faulting their temporaries
 
 # Hostile-input fuzzing (tests/fuzz_helpers.py): `make test` runs a small deterministic sample per reader,
 # `make fuzz` (`--hypothesis-profile=fuzz`) many random cases. Each case also has a hard time limit.

@@ -19,6 +19,7 @@ import ml_collections
 from absl import app, flags, logging
 from ml_collections import config_flags
 
+from xlt_jax import host_allocator
 from xlt_jax.errors import ConfigError, Preempted, XltError
 
 WORKDIR_HELP = "Directory for checkpoints, metrics, tokenizer, config and results; rerunning resumes there."
@@ -85,6 +86,7 @@ def run(body: Callable[[ml_collections.ConfigDict, str], object], argv: list[str
         if len(args) > 1:
             raise app.UsageError(f"unexpected arguments: {' '.join(args[1:])}")
         logging.get_absl_handler().addFilter(QuietLibraries())
+        host_allocator.retain_freed_memory()  # before JAX starts its threads
         try:
             body(flags.FLAGS.config, flags.FLAGS.workdir)
         except XltError as e:

@@ -29,6 +29,7 @@ import time
 
 import numpy as np
 
+from xlt_jax import host_allocator
 from xlt_jax.data import transforms
 from xlt_jax.data.vocab import SPECIALS
 
@@ -154,6 +155,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--transform", default="translit")
     parser.add_argument("--config-arg", default="", help="extra key=value,... for configs/experiments/replicate.py")
     args = parser.parse_args(argv)
+    host_allocator.retain_freed_memory()  # before JAX starts its threads
     show_progress_lines()
     t0, started = time.perf_counter(), time.time()
     workdir = pathlib.Path(args.workdir).resolve()

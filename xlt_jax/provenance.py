@@ -51,10 +51,13 @@ def command() -> str:
 
 
 def record(started: float | None = None, finished: float | None = None) -> dict[str, object]:
-    """machine, date, commit and command (and wall seconds when both times are given)."""
+    """machine, date, commit, command and host allocator (`xlt_jax.host_allocator`: it moves CPU step times
+    by a fifth), and wall seconds when both times are given."""
+    from xlt_jax import host_allocator
     from xlt_jax.results import code_commit
 
-    out: dict[str, object] = {"machine": machine(), "date": now(), "commit": code_commit(), "command": command()}
+    out: dict[str, object] = {"machine": machine(), "date": now(), "commit": code_commit(), "command": command(),
+                              "host_allocator": host_allocator.in_effect()}
     if started is not None and finished is not None:
         out["wall_s"] = round(finished - started, 1)
     return out

@@ -9,6 +9,8 @@ from __future__ import annotations
 import importlib
 import sys
 
+from xlt_jax import host_allocator
+
 BENCHMARKS = {
     "data": "tokenization, transformation, MLM and span-corruption collation throughput (tokens/s)",
     "train": "compile time, step time, tokens/s and FLOP/s of the pretraining step",
@@ -26,6 +28,7 @@ def main(argv: list[str] | None = None) -> None:
         lines = "\n".join(f"  {name:8s} {what}" for name, what in BENCHMARKS.items())
         sys.exit(f"usage: python -m xlt_jax.bench NAME [ARGS]\nbenchmarks:\n{lines}")
     name = argv[0]
+    host_allocator.retain_freed_memory()  # as the binaries do, before JAX starts its threads
     try:
         module = importlib.import_module(f"xlt_jax.bench.{name}")
     except ModuleNotFoundError as e:
