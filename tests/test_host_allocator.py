@@ -52,6 +52,30 @@ def test_retained_block_is_reused_where_glibc_maps_it_anew_each_call():
     assert retained_faults < 0.02 * _TEMP_PAGES
 
 
+_HUGE = """
+import ctypes
+from xlt_jax import host_allocator
+assert host_allocator.retain_freed_memory()
+libc = ctypes.CDLL("libc.so.6")
+libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]
+libc.free.argtypes, libc.sbrk.restype, libc.sbrk.argtypes = [ctypes.c_void_p], ctypes.c_void_p, [ctypes.c_long]
+start = libc.sbrk(0)
+block = libc.malloc(5 << 29)  # 2.5 GiB: more than a C int of bytes (roberta8's 8 x 512 step has ~3.5 GiB)
+grown = libc.sbrk(0)
+libc.free(block)
+print(grown - start, grown - libc.sbrk(0))
+"""
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="glibc's mallopt")
+def test_a_block_larger_than_2_gib_stays_in_the_heap_after_free():
+    """Address space only (no page is touched): the block extends the heap and freeing it does not shrink it."""
+    proc = subprocess.run([sys.executable, "-c", _HUGE], capture_output=True, text=True, timeout=60, cwd=REPO,
+                          env={**os.environ, host_allocator.ENV: "retain"}, check=True)  # fmt: skip
+    grown, shrunk = map(int, proc.stdout.split())
+    assert grown >= 5 << 29 and shrunk == 0
+
+
 def test_an_unknown_mode_names_the_variable(monkeypatch):
     monkeypatch.setenv(host_allocator.ENV, "jemalloc")
     with pytest.raises(ConfigError, match=r"XLT_HOST_ALLOCATOR='jemalloc'.*retain.*system"):

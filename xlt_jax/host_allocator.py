@@ -12,7 +12,7 @@ This is glibc's `mallopt`, set in-process because entry points cannot set `GLIBC
 it must run before JAX starts its CPU client (a thread keeps the arena it first allocated from), which is why
 the binaries call it first. A preloaded tcmalloc or jemalloc (as Cloud TPU images ship) makes it unneeded, and
 an accelerator's step temporaries are not host memory at all. The cost: freed memory stays with the process
-(up to 2 GiB above the heap's top), and one arena serialises the (rare) large allocations of many threads.
+(the heap keeps its peak size), and one arena serialises the (rare) large allocations of many threads.
 `XLT_HOST_ALLOCATOR=system` keeps glibc's defaults.
 """
 
@@ -34,7 +34,7 @@ _M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_MAX, _M_ARENA_MAX = -1, -2, -4, -8
 _SETTINGS = (
     (_M_ARENA_MAX, 1),  # worker threads allocate from the main heap, which can hold blocks of any size
     (_M_MMAP_MAX, 0),  # never serve a block with its own mmap (unmapped, and so re-faulted, on free)
-    (_M_TRIM_THRESHOLD, 2**31 - 1),  # keep freed memory at the heap's top (mallopt takes a C int)
+    (_M_TRIM_THRESHOLD, -1),  # never give the heap's free top back (-1: no trimming at all, `man mallopt`)
     (_M_TOP_PAD, 64 << 20),  # grow the heap in 64 MiB steps rather than page by page
 )
 
@@ -56,9 +56,10 @@ def retain_freed_memory() -> bool:
     their threads to the main arena: a warning says so).
     """
     global _applied
+    wanted = mode()
     if _applied:
         return True
-    if mode() == "system" or platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+    if wanted == "system" or platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
         return False
     if _jax_backends_initialized():
         logging.warning("%s: JAX's backends already exist; host memory is not retained (call it first)", __name__)
