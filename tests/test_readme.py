@@ -113,6 +113,22 @@ def test_peer_table_says_how_xlt_jax_ran_each_config(tmp_path):
     assert "| small | tiny 2x128 | 4,000 | 128×64 | unrolled, groups of 16 | 40,000 | 25,000 | 1.60 |" in table
     assert "| older | tiny 2x128 | 4,000 | 128×64 | scan, per sequence | 40,000 |" in table
     assert "| 38,000 | 1.05 |" in table
+    assert "host memory" not in table  # the record does not say which allocator ran
+
+
+def test_peer_tables_name_the_host_allocator_each_ran_under(tmp_path):
+    row = {"model": "tiny 2x128", "vocab": 4000, "batch": 128, "seq_len": 64, "tokens_per_s": 60000.0,
+           "hf_tokens_per_s": 25000.0, "hf_masked_tokens_per_s": 38000.0, "ratio_vs_hf": 2.4,
+           "ratio_vs_hf_masked": 1.58}
+    head = {"machine": "Test CPU", "date": "2026-11-30", "commit": "abc", "torch": "2.13", "torch_threads": 2}
+    (tmp_path / "bench").mkdir()
+    (tmp_path / "bench" / "peer.json").write_text(json.dumps(head | {"host_allocator": "retain", "small": row}))
+    before = row | {"tokens_per_s": 40000.0, "ratio_vs_hf_masked": 1.05}
+    (tmp_path / "bench" / "peer_system.json").write_text(json.dumps(head | {"host_allocator": "system",
+                                                                             "small": before}))
+    retained, system = readme.performance_section(tmp_path).split("**xlt_jax vs")[1:]
+    assert "host memory retained" in retained and "| 60,000 |" in retained and "| 1.58 |" in retained
+    assert "XLT_HOST_ALLOCATOR=system" in system and "| 40,000 |" in system and "| 1.05 |" in system
 
 
 def test_train_table_shows_the_step_floor_when_measured(tmp_path):

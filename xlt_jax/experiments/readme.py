@@ -29,7 +29,12 @@ END = "<!-- /generated:{name} -->"
 def provenance_line(record: Mapping[str, Any]) -> str:
     wall = f", {record['wall_s'] / 60:.0f} min" if record.get("wall_s") else ""
     commit = str(record.get("commit", "unknown"))[:12]
-    return f"{record.get('machine', '?')}, {record.get('date', '?')}{wall}, commit `{commit}`"
+    allocator = ALLOCATORS.get(str(record.get("host_allocator")), "")  # absent in records from before it
+    return f"{record.get('machine', '?')}, {record.get('date', '?')}{wall}, commit `{commit}`{allocator}"
+
+
+ALLOCATORS = {"retain": ", host memory retained (`xlt_jax.host_allocator`)",
+              "system": ", glibc's default allocator (`XLT_HOST_ALLOCATOR=system`)"}  # fmt: skip
 
 
 # -- fidelity ------------------------------------------------------------------------------------------
@@ -107,8 +112,8 @@ def performance_section(runs: pathlib.Path) -> str | None:
 def performance_section_of(benches: Mapping[str, Mapping[str, Any]]) -> str:
     """The tables of the benchmarks present, by name (peer, train, input, profile, tpu)."""
     parts = []
-    if "peer" in benches:
-        parts.append(_peer_table(benches["peer"]))
+    for name in sorted(b for b in benches if b == "peer" or b.startswith("peer_")):  # e.g. peer_system
+        parts.append(_peer_table(benches[name]))
     for name in sorted(b for b in benches if b == "train" or b.startswith("train_")):  # e.g. train_512
         parts.append(_train_table(benches[name]))
     if "input" in benches:
