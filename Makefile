@@ -65,6 +65,7 @@ chaos: data install
 bench: data install
 	mkdir -p runs/bench
 	$(PY) -m xlt_jax.bench peer --layers unrolled | tee runs/bench/peer.log | tail -1 > runs/bench/peer.json
+	XLT_HOST_ALLOCATOR=system $(PY) -m xlt_jax.bench peer --layers unrolled | tee runs/bench/peer_system.log | tail -1 > runs/bench/peer_system.json
 	$(PY) -m xlt_jax.bench train --models roberta8 | tee runs/bench/train.log | tail -1 > runs/bench/train.json
 	$(PY) -m xlt_jax.bench train --models roberta8 --seq-len 512 | tee runs/bench/train_512.log | tail -1 > runs/bench/train_512.json
 	for b in input profile tpu data; do $(PY) -m xlt_jax.bench $$b | tee runs/bench/$$b.log | tail -1 > runs/bench/$$b.json; done
