@@ -147,3 +147,16 @@ def test_train_table_shows_the_step_floor_when_measured(tmp_path):
     (tmp_path / "bench" / "train_512.json").write_text(json.dumps(record | {"seq_len": 512}))
     tables = readme.performance_section(tmp_path)
     assert tables.count("**Train step against the matmul peak**") == 2 and "batch 8 × 512" in tables
+
+
+def test_input_table_shows_page_faults_per_step_when_logged(tmp_path):
+    row = {"batch": "128x64", "step_s": 0.13, "tokens_per_s": 63000.0, "input_wait_s": 0.0005,
+           "wait_fraction": 0.004}
+    record = {"machine": "Test CPU", "date": "2026-11-30", "commit": "abc", "host_allocator": "retain",
+              "mini": row | {"host_page_faults_per_step": 12.4}, "older": row}  # a record from before the column
+    (tmp_path / "bench").mkdir()
+    (tmp_path / "bench" / "input.json").write_text(json.dumps(record))
+    table = readme.performance_section(tmp_path)
+    assert "| mini | 128x64 | 0.130 | 63,000 | 0.50 ms (0.40%) | 12 |" in table
+    assert "| older | 128x64 | 0.130 | 63,000 | 0.50 ms (0.40%) | – |" in table
+    assert "host memory retained" in table

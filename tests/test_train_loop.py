@@ -5,6 +5,7 @@ Compiles dominate the cost, so runs of the same config share JAX's persistent co
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import pathlib
@@ -48,9 +49,11 @@ def read_scalars(workdir: pathlib.Path) -> dict[str, dict[int, float]]:
 
 
 def test_smoke_run_writes_metrics_checkpoints_tokenizer_and_config(
-    data_dir, compile_cache, shard_cache, tmp_path, caplog
+    data_dir, compile_cache, shard_cache, tmp_path, caplog, monkeypatch
 ):
     config, workdir = smoke_config(shard_cache), tmp_path
+    faults = itertools.count(0, 1000)  # the process's page-fault counter, 1,000 more at every reading
+    monkeypatch.setattr(loop.host_allocator, "page_faults", lambda: next(faults))
     with caplog.at_level(logging.INFO):
         result = loop.run(config, workdir)
     # clu's parameter table: one row per parameter with its PartitionSpec under the config's rules.
@@ -73,6 +76,8 @@ def test_smoke_run_writes_metrics_checkpoints_tokenizer_and_config(
     waits, times = scalars["train/input_wait_s"], scalars["train/step_time_s"]
     assert sorted(waits) == [2, 4, 6, 8] and all(0 <= waits[s] < times[s] for s in waits)
     assert scalars["train/mlm_overflow"][8] == 0  # predictions are gathered; the auto size never overflows
+    # Read once when an interval starts and once when it is logged: 1,000 faults per 2-step interval.
+    assert scalars["train/host_page_faults_per_step"] == {2: 500.0, 4: 500.0, 6: 500.0, 8: 500.0}
 
     ckpt = checkpointing.Checkpointer(workdir / loop.CHECKPOINT_DIR, max_to_keep=2)
     assert ckpt.all_steps() == [4, 8]

@@ -10,10 +10,10 @@ the heap and is reused, step after step: 0 faults, and the step takes ~130 ms.
 
 This is glibc's `mallopt`, set in-process because entry points cannot set `GLIBC_TUNABLES` for themselves;
 it must run before JAX starts its CPU client (a thread keeps the arena it first allocated from), which is why
-the binaries call it first. A preloaded tcmalloc or jemalloc (as Cloud TPU images ship) makes it unneeded, and
-an accelerator's step temporaries are not host memory at all. The cost: freed memory stays with the process
-(the heap keeps its peak size), and one arena serialises the (rare) large allocations of many threads.
-`XLT_HOST_ALLOCATOR=system` keeps glibc's defaults.
+the binaries call it first. (A preloaded tcmalloc or jemalloc, which keep freed pages for a while, is the other
+way; not measured here. An accelerator's step temporaries are not host memory at all.) The cost: freed memory
+stays with the process (the heap keeps its peak size), and one arena serialises the (rare) large allocations
+of many threads. `XLT_HOST_ALLOCATOR=system` keeps glibc's defaults.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ import ctypes
 import logging
 import os
 import platform
+import resource
 import sys
 
 from xlt_jax.errors import ConfigError
@@ -77,6 +78,11 @@ def retain_freed_memory() -> bool:
 def in_effect() -> str:
     """"retain" once `retain_freed_memory` has applied its settings in this process, else "system"."""
     return "retain" if _applied else "system"
+
+
+def page_faults() -> int:
+    """Minor page faults of this process so far (what a retained heap avoids; the training loop logs them)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 
 
 def _jax_backends_initialized() -> bool:

@@ -2,9 +2,10 @@
 
 Runs `python -m xlt_jax.train`'s loop (real English text, real tokenizer, the bilingual pipeline, the
 prefetch thread) for a few logged intervals per model and reads back what it logs: seconds per step and the
-time each step waited for its batch (`train/input_wait_s`). The first interval (compile, warm-up) is dropped.
-Models: the CPU recipe's `mini` (batch 128 x 64, transliteration) and roberta8 (batch 8 x 128). Ends with one
-JSON line.
+time each step waited for its batch (`train/input_wait_s`) and the process's page faults per step
+(`train/host_page_faults_per_step`: the heap reused, or memory faulted in anew). The first interval (compile,
+warm-up) is dropped. Models: the CPU recipe's `mini` (batch 128 x 64, transliteration) and roberta8 (batch
+8 x 128). Ends with one JSON line.
 """
 
 from __future__ import annotations
@@ -43,12 +44,14 @@ def bench_model(name: str, cache_dir: pathlib.Path) -> dict:
     logged = sorted(scalars["train/step_time_s"])[1:]  # the first interval holds warm-up steps
     step_s = statistics.median(scalars["train/step_time_s"][s] for s in logged)
     wait_s = statistics.median(scalars["train/input_wait_s"][s] for s in logged)
+    faults = statistics.median(scalars["train/host_page_faults_per_step"][s] for s in logged)
     tokens = int(config.data.global_batch_size) * int(config.data.seq_len)
     return {
         "batch": f"{config.data.global_batch_size}x{config.data.seq_len}",
         "step_s": round(step_s, 4),
         "input_wait_s": round(wait_s, 6),
         "wait_fraction": round(wait_s / step_s, 5),
+        "host_page_faults_per_step": round(faults, 1),  # ~0 when host memory is retained (host_allocator)
         "tokens_per_s": round(tokens / step_s, 1),
         "intervals": len(logged),
     }
@@ -66,6 +69,7 @@ def main(argv: list[str]) -> None:
             r = bench_model(name, pathlib.Path(cache))
             figures[name] = r
             print(f"{name:9s} batch {r['batch']:8s} | {r['step_s']:.3f} s/step, {r['tokens_per_s']:9,.0f} tok/s | "
-                  f"waited for input {1000 * r['input_wait_s']:.2f} ms/step ({100 * r['wait_fraction']:.2f}%)",
+                  f"waited for input {1000 * r['input_wait_s']:.2f} ms/step ({100 * r['wait_fraction']:.2f}%) | "
+                  f"{r['host_page_faults_per_step']:,.0f} page faults/step",
                   flush=True)
     print(json.dumps(figures))

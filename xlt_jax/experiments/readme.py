@@ -180,13 +180,15 @@ def _input_table(f: Mapping[str, Any]) -> str:
         f"**Does the host starve the device?** (`{f.get('command', 'python -m xlt_jax.bench input')}`): "
         f"{provenance_line(f)}; the real training loop, median over logged intervals after the first.",
         "",
-        "| model | batch | s/step | tok/s | waited for its batch |",
-        "|---|---|---|---|---|",
+        "| model | batch | s/step | tok/s | waited for its batch | host page faults per step |",
+        "|---|---|---|---|---|---|",
     ]
     for name, r in _configs(f).items():
+        faults = r.get("host_page_faults_per_step")  # absent in records from before the loop logged it
         rows.append(
             f"| {name} | {r['batch']} | {r['step_s']:.3f} | {r['tokens_per_s']:,.0f} | "
-            f"{1000 * r['input_wait_s']:.2f} ms ({100 * r['wait_fraction']:.2f}%) |"
+            f"{1000 * r['input_wait_s']:.2f} ms ({100 * r['wait_fraction']:.2f}%) | "
+            f"{'–' if faults is None else f'{faults:,.0f}'} |"
         )
     return "\n".join(rows)
 

@@ -34,7 +34,7 @@ import numpy as np
 from clu import parameter_overview
 from etils import epath
 
-from xlt_jax import storage
+from xlt_jax import host_allocator, storage
 from xlt_jax.data.pretrain import pipeline
 from xlt_jax.errors import ConfigError, TrainingDiverged  # noqa: F401 - TrainingDiverged: loop's public API
 from xlt_jax.models import build_model
@@ -244,11 +244,14 @@ class _Trainer:
         self.train_step.lower(self.state, batch).compile()
         logging.info("compiled the train step in %.1f s", time.perf_counter() - t0)
 
-    def log_interval(self, step: int, meter: IntervalMeter, seconds: float, tokens_per_step: int) -> None:
-        """Train metrics of the steps since the last log point, and the progress line with ETA."""
-        step_time = seconds / (meter.count + meter.skipped)
+    def log_interval(self, step: int, meter: IntervalMeter, seconds: float, tokens_per_step: int, faults: int) -> None:
+        """Train metrics of the steps since the last log point, and the progress line with ETA. `faults`: the
+        process's minor page faults in the interval (per step ~0 when host memory is retained: host_allocator)."""
+        steps = meter.count + meter.skipped
+        step_time = seconds / steps
         scalars = meter.scalars("train")
         scalars["train/step_time_s"] = step_time
+        scalars["train/host_page_faults_per_step"] = faults / steps
         scalars["train/tokens_per_s"] = tokens_per_step / step_time
         self.writer.write_scalars(step, scalars)
         if jax.process_index() == 0:
@@ -273,7 +276,7 @@ class _Trainer:
         meter = IntervalMeter(self.lang_names)
         pending: tuple[int, Any] | None = None
         tokens_per_step = 0
-        interval_start, paused = time.perf_counter(), 0.0
+        interval_start, paused, faults_start = time.perf_counter(), 0.0, host_allocator.page_faults()
 
         def settle() -> None:
             """Read the metrics of the step in flight (blocks until it is done) and check them."""
@@ -302,7 +305,7 @@ class _Trainer:
                     if step == start + 1:
                         tokens_per_step = host_figures["tokens_per_example"] * int(self.config.data.global_batch_size)
                         self.compile(batch)
-                        interval_start, wait = time.perf_counter(), 0.0
+                        interval_start, wait, faults_start = time.perf_counter(), 0.0, host_allocator.page_faults()
                     self.state, metrics = self.train_step(self.state, batch)
                     settle()  # the previous step's metrics, while this one runs
                     pending = (step, {**metrics, **host_figures["metrics"], "input_wait_s": wait})
@@ -314,8 +317,9 @@ class _Trainer:
                     if log_now or eval_now or save_now:
                         settle()
                     if log_now and meter.count + meter.skipped:
-                        self.log_interval(step, meter, time.perf_counter() - interval_start - paused, tokens_per_step)
-                        interval_start, paused = time.perf_counter(), 0.0
+                        seconds, faults = time.perf_counter() - interval_start - paused, host_allocator.page_faults()
+                        self.log_interval(step, meter, seconds, tokens_per_step, faults - faults_start)
+                        interval_start, paused, faults_start = time.perf_counter(), 0.0, faults
                     t0 = time.perf_counter()
                     if save_now:
                         self.save(step, data_state)
