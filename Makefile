@@ -68,7 +68,8 @@ bench: data install
 	XLT_HOST_ALLOCATOR=system $(PY) -m xlt_jax.bench peer --layers unrolled | tee runs/bench/peer_system.log | tail -1 > runs/bench/peer_system.json
 	$(PY) -m xlt_jax.bench train --models roberta8 | tee runs/bench/train.log | tail -1 > runs/bench/train.json
 	$(PY) -m xlt_jax.bench train --models roberta8 --seq-len 512 | tee runs/bench/train_512.log | tail -1 > runs/bench/train_512.json
-	for b in input profile tpu data; do $(PY) -m xlt_jax.bench $$b | tee runs/bench/$$b.log | tail -1 > runs/bench/$$b.json; done
+	$(PY) -m xlt_jax.bench profile --layers unrolled | tee runs/bench/profile.log | tail -1 > runs/bench/profile.json
+	for b in input tpu data; do $(PY) -m xlt_jax.bench $$b | tee runs/bench/$$b.log | tail -1 > runs/bench/$$b.json; done
 	$(PY) -m xlt_jax.experiments.readme --sections performance
 
 lint: install
