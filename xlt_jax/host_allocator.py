@@ -12,8 +12,10 @@ This is glibc's `mallopt`, set in-process because entry points cannot set `GLIBC
 it must run before JAX starts its CPU client (a thread keeps the arena it first allocated from), which is why
 the binaries call it first. (A preloaded tcmalloc or jemalloc, which keep freed pages for a while, is the other
 way; not measured here. An accelerator's step temporaries are not host memory at all.) The cost: freed memory
-stays with the process (the heap keeps its peak size), and one arena serialises the (rare) large allocations
-of many threads. `XLT_HOST_ALLOCATOR=system` keeps glibc's defaults.
+stays with the process, and the next step's block is often taken before the last one is freed (the host
+dispatches ahead), so the heap holds about two of them: peak RSS 1.01 → 1.59 GiB for the small model's step,
+4.79 → 7.94 GiB for roberta8 at 8 × 512. One arena also serialises the (rare) large allocations of many
+threads. `XLT_HOST_ALLOCATOR=system` keeps glibc's defaults, for a machine short of memory.
 """
 
 from __future__ import annotations
