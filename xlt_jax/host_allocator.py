@@ -8,14 +8,14 @@ every step faults the whole block back in, page by page, each page zeroed by the
 mmap/munmap pair of the block per step). With one malloc arena, no mmap and no trimming, the block stays in
 the heap and is reused, step after step: 0 faults, and the step takes ~130 ms.
 
-This is glibc's `mallopt`, set in-process because entry points cannot set `GLIBC_TUNABLES` for themselves;
-it must run before JAX starts its CPU client (a thread keeps the arena it first allocated from), which is why
-the binaries call it first. (A preloaded tcmalloc or jemalloc, which keep freed pages for a while, is the other
-way; not measured here. An accelerator's step temporaries are not host memory at all.) The cost: freed memory
-stays with the process, and the next step's block is often taken before the last one is freed (the host
-dispatches ahead), so the heap holds about two of them: peak RSS 1.01 → 1.59 GiB for the small model's step,
-4.79 → 7.94 GiB for roberta8 at 8 × 512. One arena also serialises the (rare) large allocations of many
-threads. `XLT_HOST_ALLOCATOR=system` keeps glibc's defaults, for a machine short of memory.
+This is glibc's `mallopt`, set in-process because entry points cannot set `GLIBC_TUNABLES` for themselves; it must
+run before JAX starts its CPU client (a thread keeps the arena it first allocated from), which is why the binaries
+call it first. (A preloaded tcmalloc or jemalloc, which keep freed pages for a while, is the other way; not
+measured here. An accelerator's step temporaries are not host memory at all.) The cost: freed memory stays with the
+process, and the heap ends up holding about two step blocks (most likely the next step's block is taken before the
+last one is freed; inferred, not traced): peak RSS 1.01 → 1.59 GiB for the small model's step, 4.79 → 7.94 GiB for
+roberta8 at 8 × 512. One arena also serialises the (rare) large allocations of many threads.
+`XLT_HOST_ALLOCATOR=system` keeps glibc's defaults, for a machine short of memory.
 """
 
 from __future__ import annotations
