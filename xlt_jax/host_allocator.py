@@ -67,7 +67,7 @@ def retain_freed_memory() -> bool:
     if _jax_backends_initialized():
         logging.warning("%s: JAX's backends already exist; host memory is not retained (call it first)", __name__)
         return False
-    mallopt = ctypes.CDLL("libc.so.6", use_errno=True).mallopt
+    mallopt = ctypes.CDLL("libc.so.6").mallopt
     mallopt.argtypes, mallopt.restype = (ctypes.c_int, ctypes.c_int), ctypes.c_int
     failed = [param for param, value in _SETTINGS if mallopt(param, value) != 1]
     if failed:
