@@ -235,6 +235,26 @@ def test_roberta_scan_and_loop_agree(roberta, roberta_loop):
     assert_trees_close(states_s, states_l, atol=1e-5)
 
 
+def _scan_unrolls(model, batch) -> list:
+    graphdef, state = nnx.split(model)
+    jaxpr = jax.make_jaxpr(lambda st: nnx.merge(graphdef, st).loss(batch, deterministic=True)[0])(state)
+    return [e.params["unroll"] for e in jaxpr.jaxpr.eqns if e.primitive.name == "scan"]
+
+
+def test_scan_unroll_keeps_stacked_weights_and_values(roberta):
+    """`model.scan_unroll` unrolls layers inside the scanned loop (faster on CPU) with the same stacked weights."""
+    unrolled = build("roberta", seed=3, scan_unroll=2)
+    transfer_weights(roberta, unrolled)
+    batch, key = mlm_batch(), jax.random.key(7)
+    assert (_scan_unrolls(roberta, batch), _scan_unrolls(unrolled, batch)) == ([1], [2])
+    loss, sums, grads = loss_and_grads(roberta, batch, key)
+    loss_u, sums_u, grads_u = loss_and_grads(unrolled, batch, key)
+    np.testing.assert_allclose(loss, loss_u, rtol=1e-6)
+    assert_trees_close(nnx.to_pure_dict(grads), nnx.to_pure_dict(grads_u), atol=1e-6)
+    with pytest.raises(ConfigError, match="model.scan_unroll must be a positive integer"):
+        build("roberta", scan_unroll=0)
+
+
 def test_remat_gives_same_loss_and_grads(roberta):
     remat = build("roberta", seed=2, remat_policy="full")
     transfer_weights(roberta, remat)

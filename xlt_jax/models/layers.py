@@ -392,11 +392,13 @@ class LayerStack(nnx.Module):
         scan: bool,
         remat_policy: str,
         rngs: nnx.Rngs,
+        unroll: int = 1,
     ):
         if remat_policy not in REMAT_POLICIES:
             raise ConfigError(f"model.remat_policy {remat_policy!r} is not one of {sorted(REMAT_POLICIES)}")
         self.num_layers = num_layers
         self.scan = scan
+        self.unroll = min(int(unroll), num_layers)
         self.remat_policy = remat_policy
         if scan:
 
@@ -436,6 +438,7 @@ class LayerStack(nnx.Module):
             return x, outputs if collect else []
 
         @nnx.scan(
+            unroll=self.unroll,
             in_axes=(0, nnx.Carry, 0),
             out_axes=(nnx.Carry, 0),
             transform_metadata={nnx.PARTITION_NAME: "layers"},

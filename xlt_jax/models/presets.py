@@ -56,6 +56,7 @@ class ModelSpec:
     scan_layers: bool
     remat_policy: str
     num_langs: int
+    scan_unroll: int = 1
     num_decoder_layers: int = 0
     z_loss: float = 0.0
     relpos_buckets: int = 32
@@ -82,6 +83,7 @@ def default_model_config(name: str = "roberta", preset: str | None = None) -> ml
     c.dtype = "bfloat16"  # compute dtype; parameters stay in param_dtype (REFERENCE_SPEC §3.2)
     c.param_dtype = "float32"
     c.scan_layers = True
+    c.scan_unroll = 1  # layers per iteration of the scanned loop (1: rolled); parameters stay stacked either way
     c.remat_policy = "none"  # one of layers.REMAT_POLICIES
     c.num_langs = 2  # size of the per-language metric arrays (lang_id in batches)
     if name == "t5":
@@ -127,6 +129,8 @@ def resolve_model_config(config: ml_collections.ConfigDict, vocab_size: int) -> 
             raise ConfigError(f"model.{key} {config[key]!r} is not one of {sorted(DTYPES)}")
     if config.remat_policy not in REMAT_POLICIES:
         raise ConfigError(f"model.remat_policy {config.remat_policy!r} is not one of {sorted(REMAT_POLICIES)}")
+    if isinstance(config.scan_unroll, bool) or not isinstance(config.scan_unroll, int) or config.scan_unroll < 1:
+        raise ConfigError(f"model.scan_unroll must be a positive integer, got {config.scan_unroll!r}")
     if not 0.0 <= config.dropout < 1.0:
         raise ConfigError(f"model.dropout must be in [0, 1), got {config.dropout}")
     extra = {}
@@ -149,6 +153,7 @@ def resolve_model_config(config: ml_collections.ConfigDict, vocab_size: int) -> 
         dtype=config.dtype,
         param_dtype=config.param_dtype,
         scan_layers=bool(config.scan_layers),
+        scan_unroll=int(config.scan_unroll),
         remat_policy=config.remat_policy,
         num_langs=int(config.num_langs),
         num_decoder_layers=int(config.get("num_decoder_layers") or values["num_layers"]) if name == "t5" else 0,

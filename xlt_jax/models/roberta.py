@@ -127,7 +127,7 @@ class Roberta(nnx.Module):
         self.embeddings = RobertaEmbeddings(spec, rngs=rngs)
         self.encoder = LayerStack(
             lambda r: RobertaLayer(spec, rngs=r), spec.num_layers, scan=spec.scan_layers,
-            remat_policy=spec.remat_policy, rngs=rngs,
+            unroll=spec.scan_unroll, remat_policy=spec.remat_policy, rngs=rngs,
         )
         self.lm_head = MlmHead(
             spec.hidden, spec.vocab_size, eps=LAYER_NORM_EPS, kernel_init=jax.nn.initializers.normal(INIT_STD),

@@ -135,7 +135,7 @@ class T5Encoder(nnx.Module):
         self.relpos_bias = _relpos(spec, bidirectional=True, rngs=rngs)
         self.stack = LayerStack(
             lambda r: T5EncoderLayer(spec, rngs=r), spec.num_layers, scan=spec.scan_layers,
-            remat_policy=spec.remat_policy, rngs=rngs,
+            unroll=spec.scan_unroll, remat_policy=spec.remat_policy, rngs=rngs,
         )
         self.final_norm = _norm(spec, rngs)
         self.dropout_rate = spec.dropout
@@ -160,7 +160,7 @@ class T5Decoder(nnx.Module):
         self.relpos_bias = _relpos(spec, bidirectional=False, rngs=rngs)
         self.stack = LayerStack(
             lambda r: T5DecoderLayer(spec, rngs=r), spec.num_decoder_layers, scan=spec.scan_layers,
-            remat_policy=spec.remat_policy, rngs=rngs,
+            unroll=spec.scan_unroll, remat_policy=spec.remat_policy, rngs=rngs,
         )
         self.final_norm = _norm(spec, rngs)
         self.logits_dense = dense(
