@@ -27,7 +27,7 @@ from xlt_jax import results, tables
 from xlt_jax.data import tasks
 from xlt_jax.data.vocab import SPECIALS
 from xlt_jax.errors import ConfigError, Preempted, XltError
-from xlt_jax.experiments import protocol, validate
+from xlt_jax.experiments import markers, protocol, validate
 from xlt_jax.finetuning import evaluation, trainer
 from xlt_jax.finetuning.task_model import resolve_kind
 
@@ -333,6 +333,16 @@ def test_changed_configs_make_training_steps_an_error_and_evaluations_rerun(data
     quiet.finetune.pos.train.log_every = 1
     quiet.evaluate.pos.batch_size = 64
     assert set(protocol.plan_status(protocol.build_plan(quiet, tmp_path)).values()) == {"done", "skip"}
+
+    # A run finished before `model.scan_unroll` existed (its marker's config lacks the key) stays resumable.
+    step = next(s for s in protocol.build_plan(fake_config(), tmp_path) if s.name == "pretrain/bilingual")
+    older = json.loads(step.marker.read_text())
+    del older["config"]["model"]["scan_unroll"]
+    with step.config.unlocked():
+        del step.config.model["scan_unroll"]
+    older["fingerprint"] = markers.fingerprint(step)  # what the code of then computed
+    step.marker.write_text(json.dumps(older))
+    assert set(protocol.plan_status(protocol.build_plan(fake_config(), tmp_path)).values()) == {"done", "skip"}
 
     changed = fake_config()
     changed.finetune.pos.optimizer.learning_rate = 5e-4

@@ -31,6 +31,9 @@ NON_SEMANTIC_KEYS = frozenset({
     # How predicted MLM rows are laid out (per sequence or per group): the same predictions and loss up to float
     # rounding, overflow aside (< 1e-5 per sequence either way), as a different mesh would sum them.
     "mlm_group_size",
+    # Layers per iteration of a scanned loop: the same weights and layout, the same values up to float rounding
+    # (and workdirs finished before the key existed stay resumable).
+    "scan_unroll",
 })
 
 
