@@ -164,9 +164,12 @@ def main(argv: list[str] | None = None) -> None:
     preview = copy.deepcopy(config.protocol.pretrain.bilingual)
     preview.data.transform = args.transform
     data_steps(preview, workdir / "data_preview")
-    protocol(config, workdir)
+    ran = protocol(config, workdir).executed
     out = summary(workdir, config, time.perf_counter() - t0)
-    write_record(workdir, out, started)
+    if ran:
+        write_record(workdir, out | {"steps_run": len(ran)}, started)
+    else:  # everything was finished before: keep the record (and wall time) of the run that computed it
+        print(f"nothing to run; {workdir / RECORD_FILE} keeps the run that computed these figures")
     print(json.dumps(out))
 
 
