@@ -101,14 +101,22 @@ def test_the_corpus_control_section_reads_each_model_from_its_own_grid(tmp_path)
     assert "20 min" in lines[0]
 
 
+BENCH_HEAD = {"machine": "Test CPU", "date": "2026-11-30", "commit": "abc"}
+PEER_ROW = {"model": "tiny 2x128", "vocab": 4000, "batch": 128, "seq_len": 64, "hf_tokens_per_s": 25000.0,
+            "hf_masked_tokens_per_s": 38000.0}
+
+
+def write_bench(root, name: str, record: dict) -> None:
+    """runs/bench/NAME.json as `python -m xlt_jax.bench` leaves it (its JSON line)."""
+    (root / "bench").mkdir(exist_ok=True)
+    (root / "bench" / f"{name}.json").write_text(json.dumps(record))
+
+
 def test_peer_table_says_how_xlt_jax_ran_each_config(tmp_path):
-    row = {"model": "tiny 2x128", "vocab": 4000, "batch": 128, "seq_len": 64, "tokens_per_s": 40000.0,
-           "hf_tokens_per_s": 25000.0, "hf_masked_tokens_per_s": 38000.0, "ratio_vs_hf": 1.6,
-           "ratio_vs_hf_masked": 1.053}
-    record = {"machine": "Test CPU", "date": "2026-11-30", "commit": "abc", "torch": "2.13", "torch_threads": 2,
-              "small": dict(row, layers="unrolled", mlm_group_size=16), "older": row}  # a record from before
-    (tmp_path / "bench").mkdir()
-    (tmp_path / "bench" / "peer.json").write_text(json.dumps(record))
+    row = PEER_ROW | {"tokens_per_s": 40000.0, "ratio_vs_hf": 1.6, "ratio_vs_hf_masked": 1.053}
+    write_bench(tmp_path, "peer", BENCH_HEAD | {"torch": "2.13", "torch_threads": 2,
+                                                "small": dict(row, layers="unrolled", mlm_group_size=16),
+                                                "older": row})  # "older": a record from before
     table = readme.performance_section(tmp_path)
     assert "| small | tiny 2x128 | 4,000 | 128×64 | unrolled, groups of 16 | 40,000 | 25,000 | 1.60 |" in table
     assert "| older | tiny 2x128 | 4,000 | 128×64 | scan, per sequence | 40,000 |" in table
@@ -117,15 +125,11 @@ def test_peer_table_says_how_xlt_jax_ran_each_config(tmp_path):
 
 
 def test_peer_tables_name_the_host_allocator_each_ran_under(tmp_path):
-    row = {"model": "tiny 2x128", "vocab": 4000, "batch": 128, "seq_len": 64, "tokens_per_s": 60000.0,
-           "hf_tokens_per_s": 25000.0, "hf_masked_tokens_per_s": 38000.0, "ratio_vs_hf": 2.4,
-           "ratio_vs_hf_masked": 1.58}
-    head = {"machine": "Test CPU", "date": "2026-11-30", "commit": "abc", "torch": "2.13", "torch_threads": 2}
-    (tmp_path / "bench").mkdir()
-    (tmp_path / "bench" / "peer.json").write_text(json.dumps(head | {"host_allocator": "retain", "small": row}))
+    row = PEER_ROW | {"tokens_per_s": 60000.0, "ratio_vs_hf": 2.4, "ratio_vs_hf_masked": 1.58}
+    head = BENCH_HEAD | {"torch": "2.13", "torch_threads": 2}
+    write_bench(tmp_path, "peer", head | {"host_allocator": "retain", "small": row})
     before = row | {"tokens_per_s": 40000.0, "ratio_vs_hf_masked": 1.05}
-    (tmp_path / "bench" / "peer_system.json").write_text(json.dumps(head | {"host_allocator": "system",
-                                                                             "small": before}))
+    write_bench(tmp_path, "peer_system", head | {"host_allocator": "system", "small": before})
     retained, system = readme.performance_section(tmp_path).split("**xlt_jax vs")[1:]
     assert "host memory retained" in retained and "| 60,000 |" in retained and "| 1.58 |" in retained
     assert "XLT_HOST_ALLOCATOR=system" in system and "| 40,000 |" in system and "| 1.05 |" in system
@@ -135,16 +139,14 @@ def test_train_table_shows_the_step_floor_when_measured(tmp_path):
     row = {"layers": "unrolled", "step_s": 0.8, "tokens_per_s": 1280.0, "fraction_of_peak": 0.5,
            "fraction_of_peak_best": 0.52, "compile_s": 0.4, "compile_cache_hit": True}
     floor = {"matmul_s": 0.5, "matmul_flops_per_s_alone": 3.6e11, "update_s": 0.1, "ceiling_fraction_of_peak": 0.667}
-    record = {"machine": "Test CPU", "date": "2026-11-30", "commit": "abc", "batch": 8, "seq_len": 128,
-              "vocab": 40000, "roberta8/unrolled": row | floor,
-              "roberta8/scan": row | {"layers": "scan"}}  # a record from before the floor
-    (tmp_path / "bench").mkdir()
-    (tmp_path / "bench" / "train.json").write_text(json.dumps(record))
+    record = BENCH_HEAD | {"batch": 8, "seq_len": 128, "vocab": 40000, "roberta8/unrolled": row | floor,
+                           "roberta8/scan": row | {"layers": "scan"}}  # a record from before the floor
+    write_bench(tmp_path, "train", record)
     table = readme.performance_section(tmp_path)
     assert "| roberta8 | unrolled | 0.800 | 1,280 | 50.0 / 52.0 | 0.4 (cache hit) | 0.500 (360) | 0.100 | 66.7 |" \
         in table
     assert "| roberta8 | scan | 0.800 | 1,280 | 50.0 / 52.0 | 0.4 (cache hit) | – | – | – |" in table
-    (tmp_path / "bench" / "train_512.json").write_text(json.dumps(record | {"seq_len": 512}))
+    write_bench(tmp_path, "train_512", record | {"seq_len": 512})
     tables = readme.performance_section(tmp_path)
     assert tables.count("**Train step against the matmul peak**") == 2 and "batch 8 × 512" in tables
 
@@ -152,10 +154,8 @@ def test_train_table_shows_the_step_floor_when_measured(tmp_path):
 def test_input_table_shows_page_faults_per_step_when_logged(tmp_path):
     row = {"batch": "128x64", "step_s": 0.13, "tokens_per_s": 63000.0, "input_wait_s": 0.0005,
            "wait_fraction": 0.004}
-    record = {"machine": "Test CPU", "date": "2026-11-30", "commit": "abc", "host_allocator": "retain",
-              "mini": row | {"host_page_faults_per_step": 12.4}, "older": row}  # a record from before the column
-    (tmp_path / "bench").mkdir()
-    (tmp_path / "bench" / "input.json").write_text(json.dumps(record))
+    write_bench(tmp_path, "input", BENCH_HEAD | {"host_allocator": "retain", "older": row,  # from before the column
+                                                 "mini": row | {"host_page_faults_per_step": 12.4}})
     table = readme.performance_section(tmp_path)
     assert "| mini | 128x64 | 0.130 | 63,000 | 0.50 ms (0.40%) | 12 |" in table
     assert "| older | 128x64 | 0.130 | 63,000 | 0.50 ms (0.40%) | – |" in table
