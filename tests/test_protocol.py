@@ -334,12 +334,14 @@ def test_changed_configs_make_training_steps_an_error_and_evaluations_rerun(data
     quiet.evaluate.pos.batch_size = 64
     assert set(protocol.plan_status(protocol.build_plan(quiet, tmp_path)).values()) == {"done", "skip"}
 
-    # A run finished before `model.scan_unroll` existed (its marker's config lacks the key) stays resumable.
+    # A run finished before `model.scan_unroll` and `model.attention_impl` existed (its marker's config lacks
+    # the keys) stays resumable.
     step = next(s for s in protocol.build_plan(fake_config(), tmp_path) if s.name == "pretrain/bilingual")
     older = json.loads(step.marker.read_text())
-    del older["config"]["model"]["scan_unroll"]
     with step.config.unlocked():
-        del step.config.model["scan_unroll"]
+        for key in ("scan_unroll", "attention_impl"):
+            del older["config"]["model"][key]
+            del step.config.model[key]
     older["fingerprint"] = markers.fingerprint(step)  # what the code of then computed
     step.marker.write_text(json.dumps(older))
     assert set(protocol.plan_status(protocol.build_plan(fake_config(), tmp_path)).values()) == {"done", "skip"}

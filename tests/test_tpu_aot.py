@@ -34,6 +34,8 @@ def test_smoke_step_compiles_for_v5e_8_and_its_memory_accounts_for_the_state():
     args = argparse.Namespace(mfu=0.4, search_batch=False, max_batch=0)
     r = tpu.bench_topology("v5e-8", config, args)
     assert r["devices"] == 8 and r["device_kind"].startswith("TPU v5") and r["fits"]
+    # "auto" resolves for the target chip, not for this CPU host: the plan is the step a TPU would run.
+    assert (config.model.attention_impl, r["attention_impl"]) == ("auto", "xla")
     # Data parallel (8, 1, 1): every device holds all parameters and both AdamW slots in float32, plus its
     # 2 rows of the batch; TPU tiling pads small minor dimensions, so allow some slack above.
     state_bytes = 3 * 4 * r["params"]

@@ -34,6 +34,8 @@ NON_SEMANTIC_KEYS = frozenset({
     # Layers per iteration of a scanned loop: the same weights and layout, the same values up to float rounding
     # (and workdirs finished before the key existed stay resumable).
     "scan_unroll",
+    # The attention core's implementation: the same function and dropout masks, values equal to float rounding.
+    "attention_impl",
 })
 
 

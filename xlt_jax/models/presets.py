@@ -14,6 +14,7 @@ from ml_collections import config_dict
 
 from xlt_jax.config_utils import check_keys
 from xlt_jax.errors import ConfigError
+from xlt_jax.models.attention import ATTENTION_IMPLS
 from xlt_jax.models.layers import DTYPES, REMAT_POLICIES
 
 # num_layers / hidden / heads / head_dim / mlp. head_dim None means hidden // heads. T5's decoder has
@@ -57,6 +58,7 @@ class ModelSpec:
     remat_policy: str
     num_langs: int
     scan_unroll: int = 1
+    attention_impl: str = "auto"
     num_decoder_layers: int = 0
     z_loss: float = 0.0
     relpos_buckets: int = 32
@@ -85,6 +87,9 @@ def default_model_config(name: str = "roberta", preset: str | None = None) -> ml
     c.scan_layers = True
     c.scan_unroll = 1  # layers per iteration of the scanned loop (1: rolled); parameters stay stacked either way
     c.remat_policy = "none"  # one of layers.REMAT_POLICIES
+    # Attention core: "xla" (autodiff), "cpu" (hand-written VJP, faster on XLA:CPU), "auto" ("cpu" on the CPU
+    # backend, "xla" elsewhere). Same function and dropout masks; see models/attention.py.
+    c.attention_impl = "auto"
     c.num_langs = 2  # size of the per-language metric arrays (lang_id in batches)
     if name == "t5":
         c.num_decoder_layers = config_dict.placeholder(int)  # None = num_layers
@@ -131,6 +136,8 @@ def resolve_model_config(config: ml_collections.ConfigDict, vocab_size: int) -> 
         raise ConfigError(f"model.remat_policy {config.remat_policy!r} is not one of {sorted(REMAT_POLICIES)}")
     if isinstance(config.scan_unroll, bool) or not isinstance(config.scan_unroll, int) or config.scan_unroll < 1:
         raise ConfigError(f"model.scan_unroll must be a positive integer, got {config.scan_unroll!r}")
+    if config.attention_impl not in ATTENTION_IMPLS:
+        raise ConfigError(f"model.attention_impl {config.attention_impl!r} is not one of {list(ATTENTION_IMPLS)}")
     if not 0.0 <= config.dropout < 1.0:
         raise ConfigError(f"model.dropout must be in [0, 1), got {config.dropout}")
     extra = {}
@@ -154,6 +161,7 @@ def resolve_model_config(config: ml_collections.ConfigDict, vocab_size: int) -> 
         param_dtype=config.param_dtype,
         scan_layers=bool(config.scan_layers),
         scan_unroll=int(config.scan_unroll),
+        attention_impl=str(config.attention_impl),
         remat_policy=config.remat_policy,
         num_langs=int(config.num_langs),
         num_decoder_layers=int(config.get("num_decoder_layers") or values["num_layers"]) if name == "t5" else 0,

@@ -14,12 +14,11 @@ import jax.numpy as jnp
 from flax import nnx
 
 from xlt_jax.data.vocab import SPECIALS
+from xlt_jax.models.attention import MultiHeadAttention, attention_bias
 from xlt_jax.models.heads import MlmHead
 from xlt_jax.models.layers import (
     LayerStack,
     Mlp,
-    MultiHeadAttention,
-    attention_bias,
     axes,
     constrain,
     dropout,
@@ -102,6 +101,7 @@ class RobertaLayer(nnx.Module):
         self.attention = MultiHeadAttention(
             spec.hidden, spec.heads, spec.head_dim, use_bias=True, kernel_init=init, scale_at_runtime=True,
             dropout_rate=spec.dropout, dtype=dtype, param_dtype=param_dtype, rngs=rngs,
+            impl=spec.attention_impl,
         )
         self.attention_norm = layer_norm(
             spec.hidden, eps=LAYER_NORM_EPS, dtype=dtype, param_dtype=param_dtype, rngs=rngs

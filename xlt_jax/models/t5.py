@@ -14,12 +14,11 @@ import numpy as np
 from flax import nnx
 
 from xlt_jax.data.vocab import SPECIALS
+from xlt_jax.models.attention import MultiHeadAttention, attention_bias
 from xlt_jax.models.layers import (
     GatedMlp,
     LayerStack,
-    MultiHeadAttention,
     RelativePositionBias,
-    attention_bias,
     axes,
     constrain,
     dense,
@@ -54,6 +53,7 @@ def _attention(spec: ModelSpec, rngs: nnx.Rngs) -> MultiHeadAttention:
         spec.hidden, spec.heads, spec.head_dim, use_bias=False, kernel_init=ATTENTION_INIT,
         query_init=_query_init(spec.head_dim), scale_at_runtime=False, dropout_rate=spec.dropout,
         dtype=resolve_dtype(spec.dtype), param_dtype=resolve_dtype(spec.param_dtype), rngs=rngs,
+        impl=spec.attention_impl,
     )
 
 
