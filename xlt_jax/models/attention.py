@@ -23,7 +23,7 @@ import numpy as np
 from flax import nnx
 
 from xlt_jax.errors import ConfigError
-from xlt_jax.models.dropout import dropout
+from xlt_jax.models.dropout import apply_keep_mask, dropout, keep_mask
 from xlt_jax.models.layers import constrain, dense
 
 ATTENTION_IMPLS = ("auto", "xla", "cpu")
@@ -81,9 +81,11 @@ def _forward(q, k, v, bias, key, rate):
     qh, kh, vh = _head_major(q), _head_major(k), _head_major(v)
     scores = jnp.einsum("bhqd,bhkd->bhqk", qh, kh) + bias
     probs = jax.nn.softmax(scores.astype(jnp.float32), axis=-1).astype(q.dtype)
-    dropped = dropout(probs, rate, key, deterministic=False)
+    # The mask is drawn once and kept for the backward pass (a boolean per weight), not drawn again there.
+    keep = keep_mask(key, probs.shape, rate, materialize=True) if rate > 0 else None
+    dropped = apply_keep_mask(probs, keep, rate) if rate > 0 else probs
     context = _barrier(jnp.einsum("bhqk,bhkd->bhqd", dropped, vh))
-    return context.transpose(0, 2, 1, 3), (qh, kh, vh, probs, dropped)
+    return context.transpose(0, 2, 1, 3), (qh, kh, vh, probs, dropped, keep)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(5,))
@@ -93,14 +95,15 @@ def _cpu_core(q, k, v, bias, key, rate):
 
 def _cpu_core_fwd(q, k, v, bias, key, rate):
     context, residuals = _forward(q, k, v, bias, key, rate)
-    return context, (*residuals, bias, key)
+    return context, (*residuals, bias)
 
 
 def _cpu_core_bwd(rate, residuals, d_context):
-    qh, kh, vh, probs, dropped, bias, key = residuals
+    qh, kh, vh, probs, dropped, keep, bias = residuals
     doh = _head_major(d_context)
-    # Dropout is linear: its VJP is the same masked scaling, drawn again from the same key.
-    d_probs = dropout(jnp.einsum("bhqd,bhkd->bhqk", doh, vh), rate, key, deterministic=False)
+    d_probs = jnp.einsum("bhqd,bhkd->bhqk", doh, vh)
+    if keep is not None:  # dropout is linear: its VJP is the same masked scaling
+        d_probs = apply_keep_mask(d_probs, keep, rate)
     p32, dp32 = probs.astype(jnp.float32), d_probs.astype(jnp.float32)
     d_scores = (p32 * (dp32 - jnp.sum(dp32 * p32, axis=-1, keepdims=True))).astype(qh.dtype)
     dv_t = _barrier(jnp.einsum("bhdq,bhqk->bhdk", _barrier(doh.swapaxes(2, 3)), dropped))
