@@ -158,7 +158,8 @@ class MultiHeadAttention(nnx.Module):
         self.scale = 1.0 / np.sqrt(head_dim) if scale_at_runtime else 1.0
         self.dropout_rate = dropout_rate
         self.dtype = dtype
-        resolve_attention_impl(impl)  # an unknown name fails at construction, not at the first trace
+        if impl not in ATTENTION_IMPLS:  # fail at construction, not at the first trace; "auto" resolves there
+            raise ConfigError(f"model.attention_impl {impl!r} is not one of {list(ATTENTION_IMPLS)}")
         self.impl = impl
 
     def __call__(
