@@ -45,14 +45,6 @@ def test_uniform_bits16_are_uniform_and_keyed(shape):
     assert len({row.tobytes() for row in flat}) == len(flat)
 
 
-def test_materialized_bits_are_the_same_draws_written_out_first():
-    """`materialize=True` (the CPU attention core) changes where the words live, not what they are."""
-    key, shape = jax.random.key(4), (2, 3, 16, 20)
-    np.testing.assert_array_equal(uniform_bits16(key, shape, materialize=True), uniform_bits16(key, shape))
-    program = lambda materialize: str(jax.make_jaxpr(lambda k: uniform_bits16(k, shape, materialize=materialize))(key))  # noqa: E731
-    assert "optimization_barrier" in program(True) and "optimization_barrier" not in program(False)
-
-
 def test_uniform_bits16_do_not_depend_on_sharding():
     devices = np.array(jax.devices()[:8]).reshape(2, 4)
     mesh = jax.sharding.Mesh(devices, ("data", "model"))

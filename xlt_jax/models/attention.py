@@ -2,14 +2,17 @@
 
 `model.attention_impl` picks the core: "xla" is plain einsums and softmax, differentiated by JAX; "cpu" is
 the same function with a hand-written VJP for XLA:CPU; "auto" is "cpu" when tracing for the CPU backend and
-"xla" on every other (TPU/GPU compilers place transposes well and are untested with the barriers below).
+"xla" on every other (the orientations below are for XLA:CPU's kernels; TPU plans compile the plain core).
 
 Why a CPU core: XLA:CPU hands a dot to its fast library (YNNPACK) only when the left operand contracts over
 its minor axis. Autodiff's dV = Pᵀ·dO and dK = dSᵀ·Q contract over the query axis of the [Lq, Lk] matrices
 and fall back to a generic kernel at ~120 GFLOP/s against 240–360 for the other products (roberta8, length
-512, AMD EPYC). Here they are computed transposed (dVᵀ = dOᵀ·P, dKᵀ = Qᵀ·dS) from materialised head-major
-operands, and `optimization_barrier`s stop layout assignment from folding the transposes back into the dots.
-Same values to float rounding and the same dropout masks (one key, one draw); the README gives the gains.
+512, AMD EPYC). Here they are computed transposed (dVᵀ = dOᵀ·P, dKᵀ = Qᵀ·dS) from head-major operands, and
+the other four products are written in the orientation YNNPACK takes (the VJP fixes them; left to autodiff,
+XLA's layout assignment moved the forward product and dQ into slower ones). The dropout mask is drawn once
+and kept for the backward pass: in a scanned layer the backward loop otherwise draws it again, with the hash
+fused into its consumer at four Threefry evaluations per 32-bit word. Same values to float rounding and the
+same dropout masks; the README gives the gains.
 """
 
 from __future__ import annotations
@@ -29,7 +32,6 @@ from xlt_jax.models.layers import constrain, dense
 ATTENTION_IMPLS = ("auto", "xla", "cpu")
 _TOKEN_MAJOR = ("batch", "length", "heads", "kv")
 _HEAD_MAJOR = ("batch", "heads", "length", "kv")
-_barrier = jax.lax.optimization_barrier
 
 
 def resolve_attention_impl(impl: str, platform: str | None = None) -> str:
@@ -75,8 +77,8 @@ def attention_core(
 
 
 def _head_major(x: jax.Array) -> jax.Array:
-    """[B, L, H, D] -> [B, H, L, D], materialised (the barrier keeps XLA from folding it into a dot)."""
-    return _barrier(constrain(x.transpose(0, 2, 1, 3), _HEAD_MAJOR))
+    """[B, L, H, D] -> [B, H, L, D]."""
+    return constrain(x.transpose(0, 2, 1, 3), _HEAD_MAJOR)
 
 
 def _forward(q, k, v, bias, key, rate):
@@ -84,9 +86,9 @@ def _forward(q, k, v, bias, key, rate):
     scores = jnp.einsum("bhqd,bhkd->bhqk", qh, kh) + bias
     probs = jax.nn.softmax(scores.astype(jnp.float32), axis=-1).astype(q.dtype)
     # The mask is drawn once and kept for the backward pass (a boolean per weight), not drawn again there.
-    keep = keep_mask(key, probs.shape, rate, materialize=True) if rate > 0 else None
+    keep = keep_mask(key, probs.shape, rate) if rate > 0 else None
     dropped = apply_keep_mask(probs, keep, rate) if rate > 0 else probs
-    context = _barrier(jnp.einsum("bhqk,bhkd->bhqd", dropped, vh))
+    context = jnp.einsum("bhqk,bhkd->bhqd", dropped, vh)
     return context.transpose(0, 2, 1, 3), (qh, kh, vh, probs, keep)
 
 
@@ -115,9 +117,9 @@ def _cpu_core_bwd(rate, residuals, d_context):
         dropped = apply_keep_mask(probs, keep, rate)
     p32, dp32 = probs.astype(jnp.float32), d_probs.astype(jnp.float32)
     d_scores = (p32 * (dp32 - jnp.sum(dp32 * p32, axis=-1, keepdims=True))).astype(qh.dtype)
-    dv_t = _barrier(jnp.einsum("bhdq,bhqk->bhdk", _barrier(doh.swapaxes(2, 3)), dropped))
-    dk_t = _barrier(jnp.einsum("bhdq,bhqk->bhdk", _barrier(qh.swapaxes(2, 3)), d_scores))
-    dq = _barrier(jnp.einsum("bhqk,bhkd->bhqd", d_scores, kh))
+    dv_t = jnp.einsum("bhdq,bhqk->bhdk", doh.swapaxes(2, 3), dropped)
+    dk_t = jnp.einsum("bhdq,bhqk->bhdk", qh.swapaxes(2, 3), d_scores)
+    dq = jnp.einsum("bhqk,bhkd->bhqd", d_scores, kh)
     broadcast = tuple(i for i, n in enumerate(bias_like.shape) if n == 1 and d_scores.shape[i] != 1)
     d_bias = jnp.sum(d_scores, axis=broadcast, keepdims=True).astype(bias_like.dtype)
     return dq.transpose(0, 2, 1, 3), dk_t.transpose(0, 3, 1, 2), dv_t.transpose(0, 3, 1, 2), d_bias, None
