@@ -34,11 +34,16 @@ _TOKEN_MAJOR = ("batch", "length", "heads", "kv")
 _HEAD_MAJOR = ("batch", "heads", "length", "kv")
 
 
-def resolve_attention_impl(impl: str, platform: str | None = None) -> str:
-    """"xla" or "cpu" for `impl` on `platform` (default: the backend JAX traces for)."""
+def check_attention_impl(impl: str) -> str:
+    """`impl` if it names an implementation, else a ConfigError naming `model.attention_impl`."""
     if impl not in ATTENTION_IMPLS:
         raise ConfigError(f"model.attention_impl {impl!r} is not one of {list(ATTENTION_IMPLS)}")
-    if impl != "auto":
+    return impl
+
+
+def resolve_attention_impl(impl: str, platform: str | None = None) -> str:
+    """"xla" or "cpu" for `impl` on `platform` (default: the backend JAX traces for)."""
+    if check_attention_impl(impl) != "auto":
         return impl
     return "cpu" if (platform or jax.default_backend()) == "cpu" else "xla"
 
@@ -159,10 +164,7 @@ class MultiHeadAttention(nnx.Module):
         self.out = dense((heads, head_dim), hidden, ("heads", "kv", "embed"), kernel_init=kernel_init, **proj)
         self.scale = 1.0 / np.sqrt(head_dim) if scale_at_runtime else 1.0
         self.dropout_rate = dropout_rate
-        self.dtype = dtype
-        if impl not in ATTENTION_IMPLS:  # fail at construction, not at the first trace; "auto" resolves there
-            raise ConfigError(f"model.attention_impl {impl!r} is not one of {list(ATTENTION_IMPLS)}")
-        self.impl = impl
+        self.impl = check_attention_impl(impl)  # fails at construction; "auto" resolves when traced
 
     def __call__(
         self, inputs_q: jax.Array, inputs_kv: jax.Array, bias: jax.Array, *, key: jax.Array, deterministic: bool

@@ -14,7 +14,7 @@ from ml_collections import config_dict
 
 from xlt_jax.config_utils import check_keys
 from xlt_jax.errors import ConfigError
-from xlt_jax.models.attention import ATTENTION_IMPLS
+from xlt_jax.models.attention import check_attention_impl
 from xlt_jax.models.layers import DTYPES, REMAT_POLICIES
 
 # num_layers / hidden / heads / head_dim / mlp. head_dim None means hidden // heads. T5's decoder has
@@ -136,8 +136,7 @@ def resolve_model_config(config: ml_collections.ConfigDict, vocab_size: int) -> 
         raise ConfigError(f"model.remat_policy {config.remat_policy!r} is not one of {sorted(REMAT_POLICIES)}")
     if isinstance(config.scan_unroll, bool) or not isinstance(config.scan_unroll, int) or config.scan_unroll < 1:
         raise ConfigError(f"model.scan_unroll must be a positive integer, got {config.scan_unroll!r}")
-    if config.attention_impl not in ATTENTION_IMPLS:
-        raise ConfigError(f"model.attention_impl {config.attention_impl!r} is not one of {list(ATTENTION_IMPLS)}")
+    check_attention_impl(config.attention_impl)
     if not 0.0 <= config.dropout < 1.0:
         raise ConfigError(f"model.dropout must be in [0, 1), got {config.dropout}")
     extra = {}
