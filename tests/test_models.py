@@ -28,7 +28,7 @@ from xlt_jax.models import (
     transfer_weights,
 )
 from xlt_jax.models.heads import QuestionAnsweringHead, SequenceClassificationHead, TokenClassificationHead
-from xlt_jax.models.layers import gelu_erf, relative_position_bucket
+from xlt_jax.models.layers import gelu_erf, relative_position_bucket, resolve_scan_unroll
 from xlt_jax.models.losses import token_cross_entropy
 from xlt_jax.models.roberta import position_ids
 
@@ -50,6 +50,7 @@ RULES = (
 def tiny_config(name: str, **overrides):
     config = default_model_config(name, "tiny")
     config.dtype = "float32"
+    config.scan_unroll = 1  # the rolled loop a TPU runs; the CPU's automatic unrolling has its own test
     config.update(overrides)
     return config
 
@@ -242,17 +243,24 @@ def _scan_unrolls(model, batch) -> list:
 
 
 def test_scan_unroll_keeps_stacked_weights_and_values(roberta):
-    """`model.scan_unroll` unrolls layers inside the scanned loop (faster on CPU) with the same stacked weights."""
+    """`model.scan_unroll` unrolls layers inside the scanned loop (faster on CPU) with the same stacked weights;
+    0 (auto, the default) unrolls every layer when tracing for CPU and none for TPU or GPU."""
     unrolled = build("roberta", seed=3, scan_unroll=2)
     transfer_weights(roberta, unrolled)
     batch, key = mlm_batch(), jax.random.key(7)
-    assert (_scan_unrolls(roberta, batch), _scan_unrolls(unrolled, batch)) == ([1], [2])
+    auto = build("roberta", seed=4, scan_unroll=default_model_config("roberta").scan_unroll)
+    assert [_scan_unrolls(m, batch) for m in (roberta, unrolled, auto)] == [[1], [2], [2]]
     loss, sums, grads = loss_and_grads(roberta, batch, key)
     loss_u, sums_u, grads_u = loss_and_grads(unrolled, batch, key)
     np.testing.assert_allclose(loss, loss_u, rtol=1e-6)
     assert_trees_close(nnx.to_pure_dict(grads), nnx.to_pure_dict(grads_u), atol=1e-6)
-    with pytest.raises(ConfigError, match="model.scan_unroll must be a positive integer"):
-        build("roberta", scan_unroll=0)
+    assert [resolve_scan_unroll(0, 8, p) for p in ("cpu", "tpu", "gpu")] == [8, 1, 1]
+    assert resolve_scan_unroll(4, 8, "tpu") == 4 and resolve_scan_unroll(16, 8, "cpu") == 8
+    for bad in (-1, True):
+        with pytest.raises(ConfigError, match=r"model.scan_unroll must be 0 \(auto\) or a positive integer"):
+            build("roberta", scan_unroll=bad)
+    with pytest.raises(TypeError, match="scan_unroll"):  # ml_collections keeps the field an integer
+        build("roberta", scan_unroll="auto")
 
 
 def test_remat_gives_same_loss_and_grads(roberta):

@@ -36,6 +36,7 @@ def test_smoke_step_compiles_for_v5e_8_and_its_memory_accounts_for_the_state():
     assert r["devices"] == 8 and r["device_kind"].startswith("TPU v5") and r["fits"]
     # "auto" resolves for the target chip, not for this CPU host: the plan is the step a TPU would run.
     assert (config.model.attention_impl, r["attention_impl"]) == ("auto", "xla")
+    assert (config.model.scan_unroll, r["scan_unroll"]) == (0, 1)  # auto: the rolled loop on TPU
     # Data parallel (8, 1, 1): every device holds all parameters and both AdamW slots in float32, plus its
     # 2 rows of the batch; TPU tiling pads small minor dimensions, so allow some slack above.
     state_bytes = 3 * 4 * r["params"]

@@ -98,13 +98,13 @@ class StepCompiler:
     def __init__(self, config: ml_collections.ConfigDict, devices: list):
         from xlt_jax.data.pretrain import pipeline
         from xlt_jax.models import build_model
-        from xlt_jax.models.attention import resolve_attention_impl
+        from xlt_jax.models.presets import resolve_for_platform
         from xlt_jax.training import optimizer, partitioning, steps
         from xlt_jax.training import state as state_lib
 
         # "auto" must mean what it means on the target chip, not on this CPU host that compiles for it.
         config = config.copy_and_resolve_references()
-        config.model.attention_impl = resolve_attention_impl(config.model.attention_impl, devices[0].platform)
+        config.model = resolve_for_platform(config.model, devices[0].platform)
         self.config = config
         self.partitioning, self.pipeline = partitioning, pipeline
         self.mesh = partitioning.make_mesh(config.mesh, devices)
@@ -203,7 +203,7 @@ def bench_topology(name: str, config: ml_collections.ConfigDict, args: argparse.
         "mesh": dict(zip(compiler.mesh.axis_names, compiler.mesh.devices.shape, strict=True)),
         "params": compiler.param_count, "global_batch": batch, "seq_len": seq, "compile_s": round(first.seconds, 1),
         "hbm_bytes_per_device": topo.hbm_bytes, "flops_per_step": flops_step,
-        "attention_impl": compiler.config.model.attention_impl,
+        "attention_impl": compiler.config.model.attention_impl, "scan_unroll": compiler.config.model.scan_unroll,
     }  # fmt: skip
     if first.error is not None:
         result |= {"fits": False, "error": first.error}

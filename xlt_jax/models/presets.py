@@ -14,8 +14,8 @@ from ml_collections import config_dict
 
 from xlt_jax.config_utils import check_keys
 from xlt_jax.errors import ConfigError
-from xlt_jax.models.attention import check_attention_impl
-from xlt_jax.models.layers import DTYPES, REMAT_POLICIES
+from xlt_jax.models.attention import check_attention_impl, resolve_attention_impl
+from xlt_jax.models.layers import DTYPES, REMAT_POLICIES, check_scan_unroll, resolve_scan_unroll
 
 # num_layers / hidden / heads / head_dim / mlp. head_dim None means hidden // heads. T5's decoder has
 # num_layers layers too unless model.num_decoder_layers says otherwise.
@@ -57,7 +57,7 @@ class ModelSpec:
     scan_layers: bool
     remat_policy: str
     num_langs: int
-    scan_unroll: int = 1
+    scan_unroll: int = 0
     attention_impl: str = "auto"
     num_decoder_layers: int = 0
     z_loss: float = 0.0
@@ -85,7 +85,9 @@ def default_model_config(name: str = "roberta", preset: str | None = None) -> ml
     c.dtype = "bfloat16"  # compute dtype; parameters stay in param_dtype (REFERENCE_SPEC §3.2)
     c.param_dtype = "float32"
     c.scan_layers = True
-    c.scan_unroll = 1  # layers per iteration of the scanned loop (1: rolled); parameters stay stacked either way
+    # Layers per iteration of the scanned loop, or 0 = auto: all of them on the CPU backend, 1 (rolled)
+    # elsewhere (layers.resolve_scan_unroll). Parameters stay stacked either way.
+    c.scan_unroll = 0
     c.remat_policy = "none"  # one of layers.REMAT_POLICIES
     # Attention core: "xla" (autodiff), "cpu" (hand-written VJP, faster on XLA:CPU), "auto" ("cpu" on the CPU
     # backend, "xla" elsewhere). Same function and dropout masks; see models/attention.py.
@@ -134,8 +136,7 @@ def resolve_model_config(config: ml_collections.ConfigDict, vocab_size: int) -> 
             raise ConfigError(f"model.{key} {config[key]!r} is not one of {sorted(DTYPES)}")
     if config.remat_policy not in REMAT_POLICIES:
         raise ConfigError(f"model.remat_policy {config.remat_policy!r} is not one of {sorted(REMAT_POLICIES)}")
-    if isinstance(config.scan_unroll, bool) or not isinstance(config.scan_unroll, int) or config.scan_unroll < 1:
-        raise ConfigError(f"model.scan_unroll must be a positive integer, got {config.scan_unroll!r}")
+    check_scan_unroll(config.scan_unroll)
     check_attention_impl(config.attention_impl)
     if not 0.0 <= config.dropout < 1.0:
         raise ConfigError(f"model.dropout must be in [0, 1), got {config.dropout}")
@@ -159,10 +160,22 @@ def resolve_model_config(config: ml_collections.ConfigDict, vocab_size: int) -> 
         dtype=config.dtype,
         param_dtype=config.param_dtype,
         scan_layers=bool(config.scan_layers),
-        scan_unroll=int(config.scan_unroll),
+        scan_unroll=config.scan_unroll,
         attention_impl=str(config.attention_impl),
         remat_policy=config.remat_policy,
         num_langs=int(config.num_langs),
         num_decoder_layers=int(config.get("num_decoder_layers") or values["num_layers"]) if name == "t5" else 0,
         **extra,
     )
+
+
+def resolve_for_platform(config: ml_collections.ConfigDict, platform: str) -> ml_collections.ConfigDict:
+    """A copy of the model block `config` with its per-backend automatic choices (`attention_impl`,
+    `scan_unroll`) made for `platform`. Tracing picks them for the backend it runs on, so a step compiled on
+    this CPU host for a TPU (`bench tpu`) must fix them first."""
+    out = config.copy_and_resolve_references()
+    out.attention_impl = resolve_attention_impl(out.attention_impl, platform)
+    sizes = PRESETS[out.name][out.preset]
+    layers = [out.get("num_layers") or sizes["num_layers"], out.get("num_decoder_layers") or 0]
+    out.scan_unroll = resolve_scan_unroll(out.scan_unroll, max(layers), platform)
+    return out
