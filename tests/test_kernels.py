@@ -13,7 +13,8 @@ from jax.extend.random import threefry2x32_p
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from xlt_jax.models.dropout import dropout, threefry2x32, uniform_bits16
+from xlt_jax.models.dropout import dropout, keep_bits, threefry2x32, uniform_bits16, unpack_keep_bits
+from xlt_jax.models.platform import tracing_for
 from xlt_jax.models.layers import tied_logits
 from xlt_jax.models.losses import token_cross_entropy
 
@@ -53,6 +54,45 @@ def test_uniform_bits16_do_not_depend_on_sharding():
     want = np.asarray(uniform_bits16(key, shape))
     for spec in (P("data", "model"), P(None, None, "data", "model"), P("model", None, None, "data")):
         fn = jax.jit(lambda k: uniform_bits16(k, shape), out_shardings=NamedSharding(mesh, spec))
+        np.testing.assert_array_equal(np.asarray(fn(key)), want)
+
+
+@pytest.mark.parametrize("shape", [(8, 8, 64, 64), (3, 5, 7), (1001,)])
+def test_keep_bits_are_the_draws_above_the_rate_packed_four_to_a_byte(shape):
+    key, rate = jax.random.key(5), 0.1
+    bits = np.asarray(jax.jit(lambda k: keep_bits(k, shape, rate))(key))
+    assert bits.shape == (*shape[:-1], -(-shape[-1] // 4)) and bits.dtype == np.uint8 and bits.max() < 16
+    want = np.asarray(uniform_bits16(key, shape)) >= round(rate * 65536)
+    got = np.asarray(unpack_keep_bits(jnp.asarray(bits), shape[-1]))
+    np.testing.assert_array_equal(got, want)
+    # Element 4g + j is bit j of byte g.
+    j = np.arange(shape[-1])
+    np.testing.assert_array_equal((bits[..., j // 4] >> (j % 4)) & 1, want)
+
+
+def test_keep_bits_are_written_out_on_cpu_only():
+    """On CPU the hash sits in a conditional (a fusion boundary XLA:CPU keeps), elsewhere it stays fusable;
+    the bits are the same either way."""
+    key, shape = jax.random.key(1), (4, 32, 48)
+
+    def program():
+        return jax.make_jaxpr(lambda k: keep_bits(k, shape, 0.1))(key)
+
+    has_cond = lambda jaxpr: any(e.primitive.name == "cond" for e in jaxpr.jaxpr.eqns)  # noqa: E731
+    with tracing_for("tpu"):
+        fused = program()
+        fused_bits = jax.jit(lambda k: keep_bits(k, shape, 0.1))(key)  # a new function: traced here
+    assert has_cond(program()) and not has_cond(fused)
+    np.testing.assert_array_equal(np.asarray(keep_bits(key, shape, 0.1)), np.asarray(fused_bits))
+
+
+def test_keep_bits_do_not_depend_on_sharding():
+    devices = np.array(jax.devices()[:8]).reshape(2, 4)
+    mesh = jax.sharding.Mesh(devices, ("data", "model"))
+    key, shape = jax.random.key(4), (8, 4, 16, 64)
+    want = np.asarray(keep_bits(key, shape, 0.1))
+    for spec in (P("data", "model"), P(None, None, "data", "model")):
+        fn = jax.jit(lambda k: keep_bits(k, shape, 0.1), out_shardings=NamedSharding(mesh, spec))
         np.testing.assert_array_equal(np.asarray(fn(key)), want)
 
 

@@ -28,6 +28,7 @@ import ml_collections
 import numpy as np
 
 from xlt_jax import provenance
+from xlt_jax.models.platform import tracing_for
 
 DEFAULT_CONFIG = "configs/pretrain/bilingual.py:lang=en,transform=inv"  # the paper's RoBERTa-8 run
 GIB = 1 << 30
@@ -102,10 +103,11 @@ class StepCompiler:
         from xlt_jax.training import optimizer, partitioning, steps
         from xlt_jax.training import state as state_lib
 
-        # "auto" must mean what it means on the target chip, not on this CPU host that compiles for it.
+        # Automatic choices must be the target chip's, not this CPU host's: the config records them, and the
+        # step is traced for the target (`compile`).
         config = config.copy_and_resolve_references()
         config.model = resolve_for_platform(config.model, devices[0].platform)
-        self.config = config
+        self.config, self.platform = config, devices[0].platform
         self.partitioning, self.pipeline = partitioning, pipeline
         self.mesh = partitioning.make_mesh(config.mesh, devices)
         self.rules = partitioning.logical_rules(config.mesh.rules)
@@ -137,7 +139,7 @@ class StepCompiler:
     def compile(self, batch: int) -> CompiledStep:
         t0 = time.perf_counter()
         try:
-            with self.partitioning.sharding_context(self.mesh, self.rules):
+            with tracing_for(self.platform), self.partitioning.sharding_context(self.mesh, self.rules):
                 compiled = self.step.lower(self.created.state, self.abstract_batch(batch)).compile()
         except Exception as e:  # noqa: BLE001 - XLA reports out-of-memory as a runtime error
             message = str(e)

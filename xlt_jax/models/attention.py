@@ -26,8 +26,9 @@ import numpy as np
 from flax import nnx
 
 from xlt_jax.errors import ConfigError
-from xlt_jax.models.dropout import apply_keep_mask, dropout, keep_mask
+from xlt_jax.models.dropout import apply_keep_bits, dropout, keep_bits
 from xlt_jax.models.layers import constrain, dense
+from xlt_jax.models.platform import traced_platform
 
 ATTENTION_IMPLS = ("auto", "xla", "cpu")
 _TOKEN_MAJOR = ("batch", "length", "heads", "kv")
@@ -42,10 +43,10 @@ def check_attention_impl(impl: str) -> str:
 
 
 def resolve_attention_impl(impl: str, platform: str | None = None) -> str:
-    """"xla" or "cpu" for `impl` on `platform` (default: the backend JAX traces for)."""
+    """"xla" or "cpu" for `impl` on `platform` (default: the platform being traced for)."""
     if check_attention_impl(impl) != "auto":
         return impl
-    return "cpu" if (platform or jax.default_backend()) == "cpu" else "xla"
+    return "cpu" if (platform or traced_platform()) == "cpu" else "xla"
 
 
 def attention_bias(
@@ -90,9 +91,9 @@ def _forward(q, k, v, bias, key, rate):
     qh, kh, vh = _head_major(q), _head_major(k), _head_major(v)
     scores = jnp.einsum("bhqd,bhkd->bhqk", qh, kh) + bias
     probs = jax.nn.softmax(scores.astype(jnp.float32), axis=-1).astype(q.dtype)
-    # The mask is drawn once and kept for the backward pass (a boolean per weight), not drawn again there.
-    keep = keep_mask(key, probs.shape, rate) if rate > 0 else None
-    dropped = apply_keep_mask(probs, keep, rate) if rate > 0 else probs
+    # The mask is drawn once and kept for the backward pass (a bit per weight), not drawn again there.
+    keep = keep_bits(key, probs.shape, rate) if rate > 0 else None
+    dropped = apply_keep_bits(probs, keep, rate) if rate > 0 else probs
     context = jnp.einsum("bhqk,bhkd->bhqd", dropped, vh)
     return context.transpose(0, 2, 1, 3), (qh, kh, vh, probs, keep)
 
@@ -116,10 +117,10 @@ def _cpu_core_bwd(rate, residuals, d_context):
     d_probs = jnp.einsum("bhqd,bhkd->bhqk", doh, vh)
     dropped = probs
     if keep is not None:  # dropout is linear: its VJP is the same masked scaling
-        d_probs = apply_keep_mask(d_probs, keep, rate)
+        d_probs = apply_keep_bits(d_probs, keep, rate)
         # Recomputed rather than kept: one elementwise pass costs less than saving (in a scanned stack,
         # stacking) another [B, H, Lq, Lk] array (4 scanned cores at roberta8's length-512 shapes: −3.5%).
-        dropped = apply_keep_mask(probs, keep, rate)
+        dropped = apply_keep_bits(probs, keep, rate)
     p32, dp32 = probs.astype(jnp.float32), d_probs.astype(jnp.float32)
     d_scores = (p32 * (dp32 - jnp.sum(dp32 * p32, axis=-1, keepdims=True))).astype(qh.dtype)
     dv_t = jnp.einsum("bhdq,bhqk->bhdk", doh.swapaxes(2, 3), dropped)

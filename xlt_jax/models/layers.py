@@ -22,6 +22,7 @@ from flax.linen import spmd as linen_spmd
 
 from xlt_jax.errors import ConfigError
 from xlt_jax.models.dropout import dropout
+from xlt_jax.models.platform import traced_platform
 
 # The logical axis vocabulary. `layers` is the scan axis of stacked parameters (map it to None in the rules).
 LOGICAL_AXES = ("batch", "length", "embed", "heads", "kv", "mlp", "vocab", "layers", "relpos_buckets")
@@ -319,7 +320,7 @@ def check_scan_unroll(value: int) -> int:
 
 
 def resolve_scan_unroll(value: int, num_layers: int, platform: str | None = None) -> int:
-    """Layers per iteration of the scanned loop on `platform` (default: the backend JAX traces for).
+    """Layers per iteration of the scanned loop on `platform` (default: the platform being traced for).
 
     0 (auto) is every layer on CPU and 1 elsewhere. On XLA:CPU a rolled loop stacks each layer's saved
     activations into loop buffers and its body fuses worse: roberta8's step is 5–8% slower rolled than fully
@@ -327,7 +328,7 @@ def resolve_scan_unroll(value: int, num_layers: int, platform: str | None = None
     the usual choice (one body to compile; MaxText and t5x scan by default), so auto leaves it rolled there.
     """
     if check_scan_unroll(value) == 0:
-        value = num_layers if (platform or jax.default_backend()) == "cpu" else 1
+        value = num_layers if (platform or traced_platform()) == "cpu" else 1
     return min(value, num_layers)
 
 
