@@ -14,9 +14,9 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from xlt_jax.models.dropout import dropout, keep_bits, threefry2x32, uniform_bits16, unpack_keep_bits
-from xlt_jax.models.platform import tracing_for
 from xlt_jax.models.layers import tied_logits
 from xlt_jax.models.losses import token_cross_entropy
+from xlt_jax.models.platform import tracing_for
 
 
 def test_threefry_is_bit_identical_to_jax():

@@ -53,6 +53,21 @@ def test_smoke_step_compiles_for_v5e_8_and_its_memory_accounts_for_the_state():
 
 
 @pytest.mark.slow  # a second TPU compile (~20-60 s here): `make test-slow`
+def test_the_plan_is_traced_for_the_chip_not_for_this_host():
+    """CPU-only choices stay out of a TPU plan: no dropout-mask conditional (XLA:CPU's fusion boundary, see
+    models/dropout.py); the same step traced for this host's 8 CPU devices has them."""
+    import jax
+
+    config = smoke_config(batch=16)
+    assert config.model.dropout > 0
+    plans = {}
+    for name, devices in (("v5e-8", tpu.topology_devices("v5e-8")[0]), ("cpu", jax.devices()[:8])):
+        plans[name] = tpu.StepCompiler(config, devices).lower(16).as_text()
+    conditionals = ("stablehlo.case", "stablehlo.if")
+    assert not any(c in plans["v5e-8"] for c in conditionals)
+    assert any(c in plans["cpu"] for c in conditionals)
+
+
 def test_a_step_that_does_not_fit_is_reported_with_xlas_message():
     config = smoke_config(batch=1 << 19)  # ~0.5M sequences: far beyond 16 GiB per device
     r = tpu.bench_topology("v5e-8", config, argparse.Namespace(mfu=0.4, search_batch=False, max_batch=0))

@@ -136,11 +136,15 @@ class StepCompiler:
             for k, v in example.items()
         }
 
+    def lower(self, batch: int) -> jax.stages.Lowered:
+        """The step for a global `batch`, traced for the target chip."""
+        with tracing_for(self.platform), self.partitioning.sharding_context(self.mesh, self.rules):
+            return self.step.lower(self.created.state, self.abstract_batch(batch))
+
     def compile(self, batch: int) -> CompiledStep:
         t0 = time.perf_counter()
         try:
-            with tracing_for(self.platform), self.partitioning.sharding_context(self.mesh, self.rules):
-                compiled = self.step.lower(self.created.state, self.abstract_batch(batch)).compile()
+            compiled = self.lower(batch).compile()
         except Exception as e:  # noqa: BLE001 - XLA reports out-of-memory as a runtime error
             message = str(e)
             if "RESOURCE_EXHAUSTED" not in message and "memory" not in message.lower():

@@ -323,7 +323,7 @@ def resolve_scan_unroll(value: int, num_layers: int, platform: str | None = None
     """Layers per iteration of the scanned loop on `platform` (default: the platform being traced for).
 
     0 (auto) is every layer on CPU and 1 elsewhere. On XLA:CPU a rolled loop stacks each layer's saved
-    activations into loop buffers and its body fuses worse: roberta8's step is 5–8% slower rolled than fully
+    activations into loop buffers and its body fuses worse: roberta8's step is 6–9% slower rolled than fully
     unrolled (`bench ab`, README "Performance"); the weights stay stacked either way. On TPU the rolled loop is
     the usual choice (one body to compile; MaxText and t5x scan by default), so auto leaves it rolled there.
     """
