@@ -146,9 +146,11 @@ def test_train_table_shows_the_step_floor_when_measured(tmp_path):
     assert "| roberta8 | unrolled | 0.800 | 1,280 | 50.0 / 52.0 | 0.4 (cache hit) | 0.500 (360) | 0.100 | 66.7 |" \
         in table
     assert "| roberta8 | scan | 0.800 | 1,280 | 50.0 / 52.0 | 0.4 (cache hit) | – | – | – |" in table
-    write_bench(tmp_path, "train_512", record | {"seq_len": 512})
+    scan_unrolled = row | {"layers": "scan", "scan_unroll": 2}
+    write_bench(tmp_path, "train_512", record | {"seq_len": 512, "tiny/scan": scan_unrolled})
     tables = readme.performance_section(tmp_path)
     assert tables.count("**Train step against the matmul peak**") == 2 and "batch 8 × 512" in tables
+    assert "| tiny | scan, 2 per iteration | 0.800 |" in tables  # the CPU's automatic unrolling, as recorded
 
 
 def test_input_table_shows_page_faults_per_step_when_logged(tmp_path):

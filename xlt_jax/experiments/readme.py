@@ -168,11 +168,17 @@ def _train_table(f: Mapping[str, Any]) -> str:
             else "– | – | –"
         )
         rows.append(
-            f"| {name.split('/')[0]} | {r['layers']} | {r['step_s']:.3f} | {r['tokens_per_s']:,.0f} | "
+            f"| {name.split('/')[0]} | {_layers_label(r)} | {r['step_s']:.3f} | {r['tokens_per_s']:,.0f} | "
             f"{100 * r['fraction_of_peak']:.1f} / {100 * r['fraction_of_peak_best']:.1f} | {r['compile_s']:.1f}"
             f"{' (cache hit)' if r.get('compile_cache_hit') else ''} | {floor} |"
         )
     return "\n".join(rows)
+
+
+def _layers_label(r: Mapping[str, Any]) -> str:
+    """The layers column: "scan, N per iteration" when the record says how a scanned loop was unrolled."""
+    unroll = r.get("scan_unroll")
+    return f"{r['layers']}, {unroll} per iteration" if unroll else r["layers"]
 
 
 def _input_table(f: Mapping[str, Any]) -> str:
