@@ -65,11 +65,6 @@ def unpack_keep_bits(bits: jax.Array, n: int) -> jax.Array:
     return expanded.reshape(*lead, 4 * groups)[..., :n].astype(bool)
 
 
-def keep_mask(key: jax.Array, shape: tuple[int, ...], rate: float) -> jax.Array:
-    """Where dropout at `rate` keeps an element (boolean, `shape`)."""
-    return unpack_keep_bits(keep_bits(key, shape, rate), shape[-1])
-
-
 def apply_keep_bits(x: jax.Array, bits: jax.Array, rate: float) -> jax.Array:
     """Zero the dropped elements of `x` and scale the kept ones by 1 / (1 - realised rate). Linear in `x`, so
     it is also dropout's VJP under the same mask."""
