@@ -99,14 +99,12 @@ class StepCompiler:
     def __init__(self, config: ml_collections.ConfigDict, devices: list):
         from xlt_jax.data.pretrain import pipeline
         from xlt_jax.models import build_model
-        from xlt_jax.models.presets import resolve_for_platform
+        from xlt_jax.models.attention import resolve_attention_impl
+        from xlt_jax.models.layers import resolve_scan_unroll
+        from xlt_jax.models.presets import resolve_model_config
         from xlt_jax.training import optimizer, partitioning, steps
         from xlt_jax.training import state as state_lib
 
-        # Automatic choices must be the target chip's, not this CPU host's: the config records them, and the
-        # step is traced for the target (`compile`).
-        config = config.copy_and_resolve_references()
-        config.model = resolve_for_platform(config.model, devices[0].platform)
         self.config, self.platform = config, devices[0].platform
         self.partitioning, self.pipeline = partitioning, pipeline
         self.mesh = partitioning.make_mesh(config.mesh, devices)
@@ -123,6 +121,14 @@ class StepCompiler:
             state_shardings=self.created.shardings, grad_accum_steps=int(config.train.grad_accum_steps),
         )
         self.param_count = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(self.created.state.params))
+        # The models' automatic choices as the target chip makes them (`lower` traces for it, not for this host).
+        spec = resolve_model_config(config.model, vocab)
+        self.choices = {
+            "attention_impl": resolve_attention_impl(spec.attention_impl, self.platform),
+            "scan_unroll": resolve_scan_unroll(
+                spec.scan_unroll, max(spec.num_layers, spec.num_decoder_layers), self.platform
+            ),
+        }
 
     @property
     def batch_granularity(self) -> int:
@@ -209,7 +215,7 @@ def bench_topology(name: str, config: ml_collections.ConfigDict, args: argparse.
         "mesh": dict(zip(compiler.mesh.axis_names, compiler.mesh.devices.shape, strict=True)),
         "params": compiler.param_count, "global_batch": batch, "seq_len": seq, "compile_s": round(first.seconds, 1),
         "hbm_bytes_per_device": topo.hbm_bytes, "flops_per_step": flops_step,
-        "attention_impl": compiler.config.model.attention_impl, "scan_unroll": compiler.config.model.scan_unroll,
+        **compiler.choices,
     }  # fmt: skip
     if first.error is not None:
         result |= {"fits": False, "error": first.error}

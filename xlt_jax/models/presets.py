@@ -14,8 +14,8 @@ from ml_collections import config_dict
 
 from xlt_jax.config_utils import check_keys
 from xlt_jax.errors import ConfigError
-from xlt_jax.models.attention import check_attention_impl, resolve_attention_impl
-from xlt_jax.models.layers import DTYPES, REMAT_POLICIES, check_scan_unroll, resolve_scan_unroll
+from xlt_jax.models.attention import check_attention_impl
+from xlt_jax.models.layers import DTYPES, REMAT_POLICIES, check_scan_unroll
 
 # num_layers / hidden / heads / head_dim / mlp. head_dim None means hidden // heads. T5's decoder has
 # num_layers layers too unless model.num_decoder_layers says otherwise.
@@ -167,15 +167,3 @@ def resolve_model_config(config: ml_collections.ConfigDict, vocab_size: int) -> 
         num_decoder_layers=int(config.get("num_decoder_layers") or values["num_layers"]) if name == "t5" else 0,
         **extra,
     )
-
-
-def resolve_for_platform(config: ml_collections.ConfigDict, platform: str) -> ml_collections.ConfigDict:
-    """A copy of the model block `config` with its per-backend automatic choices (`attention_impl`,
-    `scan_unroll`) made for `platform`. Tracing picks them for the backend it runs on, so a step compiled on
-    this CPU host for a TPU (`bench tpu`) must fix them first."""
-    out = config.copy_and_resolve_references()
-    out.attention_impl = resolve_attention_impl(out.attention_impl, platform)
-    sizes = PRESETS[out.name][out.preset]
-    layers = [out.get("num_layers") or sizes["num_layers"], out.get("num_decoder_layers") or 0]
-    out.scan_unroll = resolve_scan_unroll(out.scan_unroll, max(layers), platform)
-    return out
