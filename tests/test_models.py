@@ -28,9 +28,10 @@ from xlt_jax.models import (
     transfer_weights,
 )
 from xlt_jax.models.heads import QuestionAnsweringHead, SequenceClassificationHead, TokenClassificationHead
-from xlt_jax.models.layers import gelu_erf, relative_position_bucket, resolve_scan_unroll
+from xlt_jax.models.layers import gelu_erf, relative_position_bucket
 from xlt_jax.models.losses import token_cross_entropy
 from xlt_jax.models.roberta import position_ids
+from xlt_jax.models.stack import resolve_scan_unroll
 
 VOCAB = 101
 PAD = SPECIALS.pad

@@ -93,7 +93,7 @@ def finetune_config(
     c.model = ml_collections.ConfigDict(dict(
         dropout=-1.0,  # hidden/attention/head dropout; < 0 = the pretrained config's (RoBERTa 0.1, T5 0.0)
         dtype="",  # compute dtype; "" = the pretrained config's
-        remat_policy="",  # "" = the pretrained config's (models/layers.py REMAT_POLICIES)
+        remat_policy="",  # "" = the pretrained config's (models/stack.py REMAT_POLICIES)
     ))
 
     c.optimizer = ml_collections.ConfigDict(dict(

@@ -138,7 +138,7 @@ def pretrain_config(
     c.model.dtype = "bfloat16"  # compute dtype (fp32 master weights: param_dtype)
     c.model.param_dtype = "float32"
     c.model.scan_layers = True  # layers under nnx.scan (fast compiles)
-    c.model.remat_policy = "none"  # none | full | dots_saveable | ... (models/layers.py REMAT_POLICIES)
+    c.model.remat_policy = "none"  # none | full | dots_saveable | ... (models/stack.py REMAT_POLICIES)
     c.model.max_len = 512  # longest input the position table covers
     c.model.num_langs = 2  # per-language metric slots; raised to the data's language count at start-up
 

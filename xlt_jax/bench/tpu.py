@@ -100,8 +100,8 @@ class StepCompiler:
         from xlt_jax.data.pretrain import pipeline
         from xlt_jax.models import build_model
         from xlt_jax.models.attention import resolve_attention_impl
-        from xlt_jax.models.layers import resolve_scan_unroll
         from xlt_jax.models.presets import resolve_model_config
+        from xlt_jax.models.stack import resolve_scan_unroll
         from xlt_jax.training import optimizer, partitioning, steps
         from xlt_jax.training import state as state_lib
 

@@ -29,7 +29,7 @@ from xlt_jax.bench.timing import timed_calls
 from xlt_jax.data.pretrain import mlm
 from xlt_jax.data.vocab import VocabLayout
 from xlt_jax.models import PRESETS, build_model, default_model_config, flops_per_example
-from xlt_jax.models.layers import resolve_scan_unroll
+from xlt_jax.models.stack import resolve_scan_unroll
 from xlt_jax.training import compile_cache, optimizer, partitioning, steps
 from xlt_jax.training import state as state_lib
 

@@ -27,9 +27,10 @@ from flax import nnx
 from flax.core import spmd as core_spmd
 
 from xlt_jax.errors import ConfigError
-from xlt_jax.models.layers import LOGICAL_AXES, REMAT_POLICIES, param_creation_context, transfer_weights
+from xlt_jax.models.layers import LOGICAL_AXES, param_creation_context
 from xlt_jax.models.presets import PRESETS, ModelSpec, default_model_config, resolve_model_config
 from xlt_jax.models.roberta import Roberta
+from xlt_jax.models.stack import REMAT_POLICIES, transfer_weights
 from xlt_jax.models.t5 import T5
 
 __all__ = [

@@ -15,7 +15,8 @@ from ml_collections import config_dict
 from xlt_jax.config_utils import check_keys
 from xlt_jax.errors import ConfigError
 from xlt_jax.models.attention import check_attention_impl
-from xlt_jax.models.layers import DTYPES, REMAT_POLICIES, check_scan_unroll
+from xlt_jax.models.layers import DTYPES
+from xlt_jax.models.stack import REMAT_POLICIES, check_scan_unroll
 
 # num_layers / hidden / heads / head_dim / mlp. head_dim None means hidden // heads. T5's decoder has
 # num_layers layers too unless model.num_decoder_layers says otherwise.
@@ -86,9 +87,9 @@ def default_model_config(name: str = "roberta", preset: str | None = None) -> ml
     c.param_dtype = "float32"
     c.scan_layers = True
     # Layers per iteration of the scanned loop, or 0 = auto: all of them on the CPU backend, 1 (rolled)
-    # elsewhere (layers.resolve_scan_unroll). Parameters stay stacked either way.
+    # elsewhere (stack.resolve_scan_unroll). Parameters stay stacked either way.
     c.scan_unroll = 0
-    c.remat_policy = "none"  # one of layers.REMAT_POLICIES
+    c.remat_policy = "none"  # one of stack.REMAT_POLICIES
     # Attention core: "xla" (autodiff), "cpu" (hand-written VJP, faster on XLA:CPU), "auto" ("cpu" on the CPU
     # backend, "xla" elsewhere). Same function and dropout masks; see models/attention.py.
     c.attention_impl = "auto"

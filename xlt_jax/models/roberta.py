@@ -17,7 +17,6 @@ from xlt_jax.data.vocab import SPECIALS
 from xlt_jax.models.attention import MultiHeadAttention, attention_bias
 from xlt_jax.models.heads import MlmHead
 from xlt_jax.models.layers import (
-    LayerStack,
     Mlp,
     axes,
     constrain,
@@ -27,6 +26,7 @@ from xlt_jax.models.layers import (
 )
 from xlt_jax.models.losses import token_cross_entropy
 from xlt_jax.models.presets import ModelSpec
+from xlt_jax.models.stack import LayerStack
 
 LAYER_NORM_EPS = 1e-5
 INIT_STD = 0.02

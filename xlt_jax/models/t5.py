@@ -17,7 +17,6 @@ from xlt_jax.data.vocab import SPECIALS
 from xlt_jax.models.attention import MultiHeadAttention, attention_bias
 from xlt_jax.models.layers import (
     GatedMlp,
-    LayerStack,
     RelativePositionBias,
     axes,
     constrain,
@@ -28,6 +27,7 @@ from xlt_jax.models.layers import (
 )
 from xlt_jax.models.losses import token_cross_entropy
 from xlt_jax.models.presets import ModelSpec
+from xlt_jax.models.stack import LayerStack
 
 RMS_EPS = 1e-6
 PAD_ID = SPECIALS.pad
