@@ -28,7 +28,7 @@ from xlt_jax.bench import floor as floor_lib
 from xlt_jax.bench.timing import timed_calls
 from xlt_jax.data.pretrain import mlm
 from xlt_jax.data.vocab import VocabLayout
-from xlt_jax.models import PRESETS, build_model, default_model_config, flops_per_example
+from xlt_jax.models import build_model, default_model_config, flops_per_example, resolve_model_config
 from xlt_jax.models.stack import resolve_scan_unroll
 from xlt_jax.training import compile_cache, optimizer, partitioning, steps
 from xlt_jax.training import state as state_lib
@@ -125,7 +125,6 @@ def bench_model(preset: str, scan: bool, args: argparse.Namespace, mesh: jax.sha
         hlo_flops = unrolled_hlo_flops(preset, args, mesh, rules, tx, schedule, batch)
         floor = step_floor(step, state, batch, tx) if args.floor else {}
     flops = flops_per_example(config, args.vocab, args.seq_len, predicted=predicted or None) * args.batch
-    num_layers = config.num_layers or PRESETS["roberta"][preset]["num_layers"]
     fractions = [flops / t / max(peaks[i], peaks[i + 1]) for i, t in enumerate(times)]
     step_s = statistics.median(times)
     tokens = args.batch * args.seq_len
@@ -135,7 +134,9 @@ def bench_model(preset: str, scan: bool, args: argparse.Namespace, mesh: jax.sha
     return {
         "layers": "scan" if scan else "unrolled",
         # Layers per scanned iteration as traced here (`model.scan_unroll` 0 = auto: all of them on CPU).
-        "scan_unroll": resolve_scan_unroll(config.scan_unroll, num_layers) if scan else None,
+        "scan_unroll": resolve_scan_unroll(config.scan_unroll, resolve_model_config(config, args.vocab).num_layers)
+        if scan
+        else None,
         "max_predictions_per_seq": predicted,
         "params": state_lib.parameter_count(state),
         "lower_s": round(lower_s, 3),
