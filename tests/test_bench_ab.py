@@ -28,6 +28,8 @@ def test_overrides_reach_the_timed_model_and_its_batch():
     assert scanned.batch["mlm_positions"].shape == (128, 24)  # per sequence
     grouped_by_default = peer.xlt_step("small_translit_128x64", {}, 16)  # --mlm-group-size, as in `bench peer`
     assert grouped_by_default.batch["mlm_positions"].shape == (128 // 16, 208)
+    # A size that does not divide the batch groups by their greatest common divisor (roberta8's 8 with 16: 8).
+    assert peer.xlt_step("small_translit_128x64", {}, 48).batch["mlm_positions"].shape == (128 // 16, 208)
 
 
 def test_an_unknown_model_key_is_refused_by_name():

@@ -133,6 +133,16 @@ def test_peer_tables_name_the_host_allocator_each_ran_under(tmp_path):
     retained, system = readme.performance_section(tmp_path).split("**xlt_jax vs")[1:]
     assert "host memory retained" in retained and "| 60,000 |" in retained and "| 1.58 |" in retained
     assert "XLT_HOST_ALLOCATOR=system" in system and "| 40,000 |" in system and "| 1.05 |" in system
+    assert "matmul peak" not in retained  # neither record holds the frameworks' peaks
+
+
+def test_peer_table_caption_gives_each_frameworks_matmul_peak(tmp_path):
+    head = BENCH_HEAD | {"torch": "2.13", "torch_threads": 2, "jax_matmul_peak_flops": 2.116e11,
+                         "torch_matmul_peak_flops": 1.904e11}
+    row = PEER_ROW | {"tokens_per_s": 40000.0, "ratio_vs_hf": 1.6, "ratio_vs_hf_masked": 1.2}
+    write_bench(tmp_path, "peer", head | {"small": row})
+    caption = readme.performance_section(tmp_path).split("\n")[0]
+    assert caption.endswith("; fp32 2048³ matmul peak: jax 212, torch 190 GFLOP/s.")
 
 
 def test_train_table_shows_the_step_floor_when_measured(tmp_path):
@@ -151,6 +161,17 @@ def test_train_table_shows_the_step_floor_when_measured(tmp_path):
     tables = readme.performance_section(tmp_path)
     assert tables.count("**Train step against the matmul peak**") == 2 and "batch 8 × 512" in tables
     assert "| tiny | scan, 2 per iteration | 0.800 |" in tables  # the CPU's automatic unrolling, as recorded
+    assert "GB/s" not in tables  # neither record measured the machine's memory stream
+
+
+def test_train_table_caption_gives_the_machines_balance_when_measured(tmp_path):
+    row = {"layers": "scan", "step_s": 0.8, "tokens_per_s": 1280.0, "fraction_of_peak": 0.5,
+           "fraction_of_peak_best": 0.52, "compile_s": 0.4, "peak_flops_per_s": 4.8e11}
+    record = BENCH_HEAD | {"batch": 8, "seq_len": 512, "vocab": 40000, "roberta8/scan": row,
+                           "stream_bytes_per_s": 2.13e10, "peak_flops_per_byte": 22.5}
+    write_bench(tmp_path, "train_512", record)
+    caption = readme.performance_section(tmp_path).split("\n")[0]
+    assert "; memory 21.3 GB/s, peak / memory 22.5 FLOP/byte." in caption
 
 
 def test_input_table_shows_page_faults_per_step_when_logged(tmp_path):

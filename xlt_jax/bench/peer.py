@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import statistics
 import subprocess
@@ -112,13 +113,14 @@ class XltStep:
 def xlt_step(name: str, overrides: dict[str, object], group_size: int) -> XltStep:
     """xlt_jax's step for `CONFIGS[name]` with `overrides` on its model config (a wrong key fails with the
     config's error, which names it); predictions gathered per group of `group_size` sequences (or of an
-    `mlm_group_size` override; per sequence when it is 0 or 1 or does not divide the batch)."""
+    `mlm_group_size` override), at most the whole batch: the largest group that divides both (per sequence
+    when that is 1, or when the size is 0)."""
     preset, model_overrides, base, copies, batch_size, seq_len = CONFIGS[name]
     layout = VocabLayout(base, copies=copies)
     config = model_config(preset, model_overrides, seq_len)
     overrides = dict(overrides)
     group = int(overrides.pop("mlm_group_size", group_size))
-    group = group if group > 1 and batch_size % group == 0 else 1
+    group = math.gcd(group, batch_size) if group > 1 else 1
     config.update(overrides)
     rows = mlm.auto_max_predictions(group * seq_len, 0.15)  # per group (= per sequence when group is 1)
     return XltStep(config, layout, mlm_batch(layout, batch_size, seq_len, rows, group))
@@ -202,7 +204,8 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="torch intra-op threads")
     parser.add_argument("--mlm-group-size", type=int, default=16,
                         help="xlt_jax gathers predictions per group of N sequences (data.mlm_group_size, 16 in the "
-                             "CPU recipe; 0 = per sequence; a config whose batch N does not divide keeps 0)")
+                             "CPU recipe; 0 = per sequence); a config whose batch N does not divide groups by their "
+                             "greatest common divisor (roberta8's batch of 8: groups of 8)")
     parser.add_argument("--layers", choices=("scan", "unrolled"), default="scan",
                         help="xlt_jax's layers under jax.lax.scan or unrolled (model.scan_layers; the CPU recipe's "
                              "two layers are unrolled); the peers are PyTorch loops either way")

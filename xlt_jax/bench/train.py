@@ -61,6 +61,21 @@ def matmul_peak(device: jax.Device, n: int = 2048, repeats: int = 8) -> tuple[fl
     return 2.0 * n**3 / min(times), 2.0 * n**3 / statistics.median(times)
 
 
+def stream_bandwidth(device: jax.Device, mib: int = 256, repeats: int = 5) -> float:
+    """Best bytes/s of one elementwise pass (read `mib` MiB of fp32, write as much) on `device`.
+
+    Why: the fraction of the matmul peak a step reaches depends on the machine's balance as well as on the
+    code. The memory-bound passes (softmax, dropout, layer norm) cost the same bytes on two machines whose
+    matmul peaks differ twofold, so the same step reads a lower fraction on the faster one; peak over
+    bandwidth (FLOP per byte) is that balance.
+    """
+    x = jax.device_put(jnp.ones(mib * 2**20 // 4, jnp.float32), device)
+    scale_shift = jax.jit(lambda a: a * 1.5 + 0.5)
+    scale_shift(x).block_until_ready()
+    times = timed_calls(lambda: scale_shift(x).block_until_ready(), repeats)
+    return 2.0 * x.nbytes / min(times)
+
+
 def synthetic_batch(
     batch: int, seq_len: int, vocab: int, num_langs: int, max_predictions: int
 ) -> dict[str, np.ndarray]:
@@ -220,6 +235,8 @@ def run(args: argparse.Namespace) -> None:
     }  # fmt: skip
     print(f"RoBERTa train step (AdamW, clip, dropout), fp32, batch {args.batch} x seq {args.seq_len}, "
           f"vocab {args.vocab}, one {device.device_kind} device; peak = best fp32 2048^3 matmul next to each step")
+    figures["stream_bytes_per_s"] = stream_bandwidth(device)
+    print(f"memory: {figures['stream_bytes_per_s'] / 1e9:.1f} GB/s read + written by one elementwise pass")
     for preset in [m for m in args.models.split(",") if m]:
         for layers in args.layers:
             r = bench_model(preset, layers == "scan", args, mesh)
@@ -241,4 +258,8 @@ def run(args: argparse.Namespace) -> None:
                     "ceiling with these kernels "
                     f"{100 * r['ceiling_fraction_of_peak']:.1f}% of peak"
                 )
+    peaks = [r["peak_flops_per_s"] for r in figures.values() if isinstance(r, dict)]
+    if peaks:  # the machine's balance: see stream_bandwidth
+        figures["peak_flops_per_byte"] = round(max(peaks) / figures["stream_bytes_per_s"], 1)
+        print(f"balance: matmul peak / memory stream = {figures['peak_flops_per_byte']:.1f} FLOP per byte")
     print(json.dumps(figures))

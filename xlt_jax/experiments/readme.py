@@ -133,7 +133,7 @@ def _peer_table(f: Mapping[str, Any]) -> str:
     rows = [
         f"**xlt_jax vs Hugging Face PyTorch** (`{f.get('command', 'python -m xlt_jax.bench peer')}`): "
         f"{provenance_line(f)}; fp32, dropout 0.1, AdamW + clipping, torch {f.get('torch')} with "
-        f"{f.get('torch_threads')} threads, alternating rounds.",
+        f"{f.get('torch_threads')} threads, alternating rounds{_peer_peaks(f)}.",
         "",
         "| config | model | V | batch | xlt_jax layers, predictions | xlt_jax tok/s | HF tok/s | ×HF "
         "| HF masked-only tok/s | ×masked |",
@@ -151,10 +151,19 @@ def _peer_table(f: Mapping[str, Any]) -> str:
     return "\n".join(rows)
 
 
+def _peer_peaks(f: Mapping[str, Any]) -> str:
+    """Each framework's fp32 matmul peak in the run: the ratios follow them from machine to machine."""
+    if "jax_matmul_peak_flops" not in f or "torch_matmul_peak_flops" not in f:
+        return ""
+    return (f"; fp32 2048³ matmul peak: jax {f['jax_matmul_peak_flops'] / 1e9:.0f}, torch "
+            f"{f['torch_matmul_peak_flops'] / 1e9:.0f} GFLOP/s")
+
+
 def _train_table(f: Mapping[str, Any]) -> str:
     rows = [
         f"**Train step against the matmul peak** (`{f.get('command', 'python -m xlt_jax.bench train')}`): "
-        f"{provenance_line(f)}; batch {f.get('batch')} × {f.get('seq_len')}, V = {f.get('vocab'):,}, fp32.",
+        f"{provenance_line(f)}; batch {f.get('batch')} × {f.get('seq_len')}, V = {f.get('vocab'):,}, fp32"
+        f"{_balance(f)}.",
         "",
         "| model | layers | step s | tok/s | % of fp32 matmul peak (median / best step) | compile s "
         "| its matmuls alone s (GFLOP/s) | optimizer update alone s | ceiling, % of peak |",
@@ -173,6 +182,13 @@ def _train_table(f: Mapping[str, Any]) -> str:
             f"{' (cache hit)' if r.get('compile_cache_hit') else ''} | {floor} |"
         )
     return "\n".join(rows)
+
+
+def _balance(f: Mapping[str, Any]) -> str:
+    """"; memory 21.0 GB/s, peak / memory 10.2 FLOP/byte" when the record measured it (bench.train.stream_bandwidth)."""
+    if "stream_bytes_per_s" not in f or "peak_flops_per_byte" not in f:
+        return ""
+    return f"; memory {f['stream_bytes_per_s'] / 1e9:.1f} GB/s, peak / memory {f['peak_flops_per_byte']:.1f} FLOP/byte"
 
 
 def _layers_label(r: Mapping[str, Any]) -> str:
