@@ -557,6 +557,10 @@ def test_config_errors(texts, tokenizer, cache_dir):
         pipeline.build_pretrain_data(make_config(cache_dir, transform="none"), tokenizer, corpora)
     with pytest.raises(ConfigError, match="random_replacement"):
         pipeline.build_pretrain_data(make_config(cache_dir, random_replacement="nearby"), tokenizer, corpora)
+    with pytest.raises(ConfigError, match="mlm_group_size=-1 .* needs the mesh"):  # the trainer resolves it
+        pipeline.build_pretrain_data(make_config(cache_dir, mlm_group_size=-1), tokenizer, corpora)
+    with pytest.raises(ConfigError, match="mlm_group_size=-2: use 0"):
+        pipeline.build_pretrain_data(make_config(cache_dir, mlm_group_size=-2), tokenizer, corpora)
     with pytest.raises(ConfigError, match="no corpus given"):
         pipeline.build_pretrain_data(make_config(cache_dir, langs="fr"), tokenizer, corpora)
     with pytest.raises(ConfigError, match="sentinels"):

@@ -6,6 +6,7 @@ Compiles dominate the cost, so runs of the same config share JAX's persistent co
 from __future__ import annotations
 
 import itertools
+import json
 import logging
 import os
 import pathlib
@@ -14,12 +15,13 @@ import subprocess
 import sys
 
 import jax
+import ml_collections
 import numpy as np
 import pytest
 
 from xlt_jax.data.tokenizer import Tokenizer
 from xlt_jax.errors import ConfigError
-from xlt_jax.training import checkpointing, loop, writers
+from xlt_jax.training import checkpointing, loop, partitioning, writers
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 BILINGUAL = REPO / "configs" / "pretrain" / "bilingual.py"
@@ -122,17 +124,37 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(data_dir, compile_cac
 
 
 def test_grouped_predictions_train_as_per_sequence_ones(data_dir, compile_cache, shard_cache, tmp_path):
-    """data.mlm_group_size=2 on 8 devices (one group per shard): fewer projected rows, the same losses."""
+    """data.mlm_group_size=-1 on 8 devices: one group of 2 per shard, fewer projected rows, the same losses."""
     per_sequence = loop.run(smoke_config(shard_cache), tmp_path / "per_sequence", stop_after=4)
     config = smoke_config(shard_cache)
-    config.data.mlm_group_size = 2
+    config.data.mlm_group_size = -1
     grouped = loop.run(config, tmp_path / "grouped", stop_after=4)
     np.testing.assert_allclose([h["loss"] for h in grouped.history], [h["loss"] for h in per_sequence.history],
                                rtol=2e-5)
+    saved = json.loads((tmp_path / "grouped" / loop.CONFIG_FILE).read_text())
+    assert saved["data"]["mlm_group_size"] == 2  # what ran: 16 sequences over 8 batch shards
     config.data.mlm_group_size = 4  # 16 sequences = 4 groups: not one per shard of 8
     with pytest.raises(ConfigError, match="mlm_group_size=4: data.global_batch_size=16 must be a multiple of 4 x 8"):
         loop.run(config, tmp_path / "bad")
     assert not (tmp_path / "bad" / loop.TOKENIZER_DIR).exists()
+
+
+def test_mlm_group_size_minus_one_is_the_largest_group_every_batch_part_holds(tmp_path):
+    config = smoke_config(tmp_path)
+    config.data.update(global_batch_size=16, eval_batch_size=0, mlm_group_size=-1)
+    eight_shards = partitioning.make_mesh(ml_collections.ConfigDict({"shape": (8, 1, 1)}))
+    one_device = partitioning.make_mesh(ml_collections.ConfigDict({"shape": (1, 1, 1)}), jax.devices()[:1])
+    group = lambda c, mesh: loop.resolve_mlm_group_size(c, mesh).data.mlm_group_size  # noqa: E731
+    assert group(config, one_device) == 16  # the whole batch
+    assert group(config, eight_shards) == 2  # 16 sequences over 8 shards
+    config.data.eval_batch_size = 24  # eval parts of 3 sequences: groups must divide 2 and 3
+    assert group(config, eight_shards) == 1 and group(config, one_device) == 8
+    config.data.eval_batch_size = 0
+    config.train.grad_accum_steps = 2  # microbatches of 8 on one device
+    assert group(config, one_device) == 8
+    assert config.data.mlm_group_size == -1  # resolved on a copy
+    config.data.mlm_group_size = 4
+    assert loop.resolve_mlm_group_size(config, one_device) is config  # explicit sizes are left alone
 
 
 def test_bad_mesh_is_a_config_error_before_any_compute(data_dir, shard_cache, tmp_path):

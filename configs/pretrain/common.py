@@ -39,7 +39,8 @@ def data_block(mode: str, langs: str, transform: str, objective: str, alpha: flo
         # -1 = sized from mlm_probability (overflow < 1e-5 of sequences, counted), 0 = all positions (HF).
         max_predictions_per_seq=-1,
         # >1: that many sequences share one budget of projected rows (fewer rows, the same predictions; the
-        # global and eval batches must split into whole groups per shard); 0 = a budget per sequence.
+        # global and eval batches must split into whole groups per shard); 0 = a budget per sequence; -1 = the
+        # largest group the batch layout allows (one per batch shard and microbatch; resolved from the mesh).
         mlm_group_size=0,
         noise_density=0.15,  # span corruption: share of noise tokens
         mean_noise_span_length=3.0,  # span corruption: mean span length

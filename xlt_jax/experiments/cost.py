@@ -65,6 +65,7 @@ def sequence_flops(run_config: ml_collections.ConfigDict, rows: int, seq_len: in
         return flops_per_example(run_config, rows, seq_len, target_len=targets if head else 1)
     if not head:
         return flops_per_example(run_config, rows, seq_len, predicted=0)
+    # -1 (one group per batch shard, resolved from the mesh at run time) is counted per sequence: an upper bound.
     wanted, group = int(data.max_predictions_per_seq), max(1, int(data.get("mlm_group_size", 0)))
     if wanted < 0:  # sized from the mask rate per group of sequences (mlm.py): rows per sequence, a fraction
         predicted = mlm.auto_max_predictions(group * seq_len, float(data.mlm_probability)) / group

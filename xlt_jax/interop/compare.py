@@ -90,7 +90,7 @@ def compare(
     """Run the comparison; returns the summary (final losses, per-model step time, curve gap)."""
     from xlt_jax.interop.torch_peer import TorchMlmPeer
     from xlt_jax.models import resolve_model_config
-    from xlt_jax.training import inputs, loop
+    from xlt_jax.training import inputs, loop, partitioning
 
     unknown = sorted(set(models) - set(MODELS))
     if unknown or not models:
@@ -100,6 +100,7 @@ def compare(
     started = time.time()
     workdir = pathlib.Path(workdir).resolve()
     workdir.mkdir(parents=True, exist_ok=True)
+    config = loop.resolve_mlm_group_size(config, partitioning.make_mesh(config.mesh))
     _, data = inputs.build_data(config, workdir)
     config = loop.resolve_config(config, data)
     total = int(config.train.steps)

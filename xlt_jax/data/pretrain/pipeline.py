@@ -68,7 +68,9 @@ def default_config() -> ml_collections.ConfigDict:
             random_rate=0.1,
             random_replacement="original_vocab",  # original_vocab (reference) | same_language
             max_predictions_per_seq=-1,  # MLM rows projected onto the vocabulary: -1 auto, 0 all positions
-            mlm_group_size=0,  # >1: that many sequences share one budget of projected rows (mlm.py); 0 = each its own
+            # >1: that many sequences share one budget of projected rows (mlm.py); 0 = each its own; -1 = as many as
+            # the batch layout allows, one group per batch shard and microbatch (resolved by the trainer from its mesh)
+            mlm_group_size=0,
             noise_density=0.15,
             mean_noise_span_length=3.0,
             num_sentinels=100,  # span objective: sentinel ids above the (copied) vocabulary
@@ -299,8 +301,12 @@ class _Settings:
 
 
 def _group_size(c: ml_collections.ConfigDict) -> int:
+    if int(c.mlm_group_size) == -1:
+        raise ConfigError("data.mlm_group_size=-1 (one group per batch shard) needs the mesh: the trainer resolves it "
+                          "(training.loop.resolve_mlm_group_size); give a number of sequences here")
     if int(c.mlm_group_size) < 0:
-        raise ConfigError(f"data.mlm_group_size={c.mlm_group_size}: use 0 (per sequence) or a number of sequences")
+        raise ConfigError(f"data.mlm_group_size={c.mlm_group_size}: use 0 (per sequence), -1 (one group per batch "
+                          "shard) or a number of sequences")
     return max(1, int(c.mlm_group_size))
 
 
