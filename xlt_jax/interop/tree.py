@@ -1,4 +1,5 @@
-"""Parameter-tree helpers shared by the Hugging Face converters (plain nested dicts of NumPy arrays).
+"""Parameter-tree helpers shared by the Hugging Face converters and `models/stack.py::transfer_weights` (plain
+nested dicts of arrays; NumPy is this module's only dependency).
 
 A `LayerStack` holds its blocks either scanned (one dict of arrays stacked on a leading `layers` axis) or
 looped (a dict keyed by integer layer index); converters read either form and write the one asked for.

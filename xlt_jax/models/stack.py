@@ -15,6 +15,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from xlt_jax.errors import ConfigError
+from xlt_jax.interop import tree
 from xlt_jax.models.platform import traced_platform
 
 # jax.checkpoint policies by config name; "none" means no rematerialisation at all.
@@ -129,18 +130,6 @@ def _stack_paths(model: nnx.Module) -> list[tuple[tuple[Any, ...], LayerStack]]:
     return [(tuple(path), m) for path, m in nnx.iter_modules(model) if isinstance(m, LayerStack)]
 
 
-def _get(tree: dict, path: tuple[Any, ...]) -> Any:
-    for p in path:
-        tree = tree[p]
-    return tree
-
-
-def _set(tree: dict, path: tuple[Any, ...], value: Any) -> None:
-    for p in path[:-1]:
-        tree = tree[p]
-    tree[path[-1]] = value
-
-
 def transfer_weights(src: nnx.Module, dst: nnx.Module) -> None:
     """Copy every parameter of `src` into `dst`, converting each `LayerStack` between scanned and looped form.
 
@@ -151,13 +140,13 @@ def transfer_weights(src: nnx.Module, dst: nnx.Module) -> None:
     dst_stacks = dict(_stack_paths(dst))
     for path, src_stack in _stack_paths(src):
         dst_stack = dst_stacks[path]
-        sub = _get(pure, (*path, "blocks"))
+        sub = tree.get(pure, (*path, "blocks"))
         if src_stack.scan and not dst_stack.scan:
             sub = {i: jax.tree.map(lambda a, i=i: a[i], sub) for i in range(src_stack.num_layers)}
         elif dst_stack.scan and not src_stack.scan:
             per_layer = [sub[i] for i in range(src_stack.num_layers)]
             sub = jax.tree.map(lambda *xs: jnp.stack(xs), *per_layer)
-        _set(pure, (*path, "blocks"), sub)
+        tree.put(pure, (*path, "blocks"), sub)
     dst_state = nnx.state(dst, nnx.Param)
     nnx.replace_by_pure_dict(dst_state, pure)
     nnx.update(dst, dst_state)
