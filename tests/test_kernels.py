@@ -108,6 +108,23 @@ def test_dropout_rate_scaling_and_identity():
     assert dropout(x.astype(jnp.bfloat16), 0.1, jax.random.key(0), deterministic=False).dtype == jnp.bfloat16
 
 
+def test_dropout_of_gathered_rows_numbered_by_their_place_has_their_masks():
+    """`rows` gives gathered rows the masks they have in the full array (the sparse last layer relies on it)."""
+    x = jax.random.normal(jax.random.key(1), (4, 16, 24))  # [B, L, features]
+    key = jax.random.key(5)
+    full = np.asarray(dropout(x, 0.3, key, deterministic=False)).reshape(2, 32, 24)  # groups of 2 sequences
+    positions = jnp.asarray([[0, 5, 17, 31], [2, 3, 16, 30]])  # flat over each group
+    rows = jnp.arange(2)[:, None] * 32 + positions
+    gathered = jnp.take_along_axis(x.reshape(2, 32, 24), positions[..., None], axis=1)
+    got = np.asarray(dropout(gathered, 0.3, key, deterministic=False, rows=rows))
+    np.testing.assert_array_equal(got, np.take_along_axis(full, np.asarray(positions)[..., None], axis=1))
+    assert (got == 0).any() and (got != 0).any()
+    unnumbered = np.asarray(dropout(gathered, 0.3, key, deterministic=False))
+    assert not np.array_equal(unnumbered == 0, got == 0)  # numbered by place in `gathered`: other masks
+    with pytest.raises(ValueError, match="row numbers of shape"):
+        dropout(gathered, 0.3, key, deterministic=False, rows=rows[:, :2])
+
+
 def test_tied_logits_value_and_gradients_match_autodiff():
     rng = np.random.default_rng(0)
     x = jnp.asarray(rng.normal(size=(3, 5, 16)), jnp.float32)

@@ -283,9 +283,20 @@ def test_remat_gives_same_loss_and_grads(roberta):
     assert "remat" in str(jaxpr)
 
 
-def test_gathered_predictions_give_the_full_projection_loss_and_grads(roberta):
+@pytest.fixture(scope="module")
+def roberta_full_last(roberta):
+    """The scanned model computing every row of its last layer (model.last_layer_predicted_only=False)."""
+    model = build("roberta", seed=2, last_layer_predicted_only=False)
+    transfer_weights(roberta, model)
+    return model
+
+
+# The gathered-prediction path with the last layer on the predicted rows only (scanned and looped) and on all.
+@pytest.mark.parametrize("model_name", ["roberta", "roberta_full_last"])
+def test_gathered_predictions_give_the_full_projection_loss_and_grads(model_name, request):
     """Projecting only the predicted rows (mlm_positions) is the same objective as projecting every position,
     with dropout on (same key) and with padded prediction slots."""
+    roberta = request.getfixturevalue(model_name)
     dense = mlm_batch(seed=3, batch=2, length=12)
     loss_mask = np.asarray(dense["loss_mask"])
     slots = 8
@@ -309,9 +320,11 @@ def test_gathered_predictions_give_the_full_projection_loss_and_grads(roberta):
     assert_trees_close(nnx.to_pure_dict(grads_g), nnx.to_pure_dict(grads_d), atol=1e-6)
 
 
-def test_grouped_predictions_give_the_full_projection_loss_and_per_language_sums(roberta):
+@pytest.mark.parametrize("model_name", ["roberta", "roberta_loop"])
+def test_grouped_predictions_give_the_full_projection_loss_and_per_language_sums(model_name, request):
     """Predictions gathered per group of two sequences (data.mlm_group_size): flat positions over the group,
     each scored in the language of the sequence it lies in; the same loss, sums and grads as every position."""
+    roberta = request.getfixturevalue(model_name)
     parts = [mlm_batch(seed=3), mlm_batch(seed=4)]
     dense = {k: jnp.concatenate([p[k] for p in parts]) for k in parts[0]}  # 4 sequences, languages 0 1 0 1
     batch, length = dense["input_ids"].shape
@@ -605,6 +618,10 @@ def test_analytic_flops_match_cost_analysis_of_unrolled_model(name):
         batch = dict(input_ids=ones(2, length), attention_mask=ones(2, length), lang_id=ones(2),
                      mlm_positions=ones(2, predicted), mlm_targets=ones(2, predicted),
                      mlm_weights=jnp.ones((2, predicted)))
-        measured = measured_flops(batch)
-        analytic = batch_size * flops_per_example(config, vocab, length, predicted=predicted)
-        assert abs(measured / analytic - 1) < 0.06, (measured, analytic)
+        for sparse_last in (True, False):  # the last layer's FFN on those rows only (~25% less here), or on all
+            config.last_layer_predicted_only = sparse_last
+            model = nnx.eval_shape(lambda: build_model(config, vocab, rngs=nnx.Rngs(0)))
+            graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+            measured = measured_flops(batch)
+            analytic = batch_size * flops_per_example(config, vocab, length, predicted=predicted)
+            assert abs(measured / analytic - 1) < 0.06, (sparse_last, measured, analytic)

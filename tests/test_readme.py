@@ -116,9 +116,11 @@ def test_peer_table_says_how_xlt_jax_ran_each_config(tmp_path):
     row = PEER_ROW | {"tokens_per_s": 40000.0, "ratio_vs_hf": 1.6, "ratio_vs_hf_masked": 1.053}
     write_bench(tmp_path, "peer", BENCH_HEAD | {"torch": "2.13", "torch_threads": 2,
                                                 "small": dict(row, layers="unrolled", mlm_group_size=16),
+                                                "sparse": dict(row, mlm_group_size=8, last_layer_predicted_only=True),
                                                 "older": row})  # "older": a record from before
     table = readme.performance_section(tmp_path)
     assert "| small | tiny 2x128 | 4,000 | 128×64 | unrolled, groups of 16 | 40,000 | 25,000 | 1.60 |" in table
+    assert "| sparse | tiny 2x128 | 4,000 | 128×64 | scan, groups of 8; last layer on them only | 40,000 |" in table
     assert "| older | tiny 2x128 | 4,000 | 128×64 | scan, per sequence | 40,000 |" in table
     assert "| 38,000 | 1.05 |" in table
     assert "host memory" not in table  # the record does not say which allocator ran

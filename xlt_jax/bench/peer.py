@@ -4,7 +4,9 @@ For each configuration both frameworks train the same model (built from a config
 0.1, AdamW + clipping) on the same MLM batch (15% predicted, the pipeline's masking), in alternating rounds so
 that a change of machine load hits both. The peer runs twice: as Hugging Face ships `RobertaForMaskedLM`
 (every position projected onto the vocabulary) and with its head on the predicted positions only, which is
-what xlt_jax does; the honest comparison is against both. Reported: median tokens/s of each and the ratios,
+what xlt_jax does; the honest comparison is against both. xlt_jax also runs its last layer, past the
+attention core, on the predicted rows only (`model.last_layer_predicted_only`, the same loss), which neither
+peer does; `--no-last-layer-predicted-only` measures without it. Reported: median tokens/s of each and the ratios,
 plus each framework's fp32 2048³ matmul peak measured in the same run. Ends with one JSON line.
 
 Each configuration runs in a process of its own (`--isolate`, the default): with the host memory retained
@@ -144,7 +146,10 @@ def bench_config(name: str, args: argparse.Namespace) -> dict:
     spec = resolve_model_config(config, layout.size)
     p = mlm.auto_max_predictions(seq_len, 0.15)
     batch = mlm_batch(layout, batch_size, seq_len, p)  # the peers read per-sequence predictions
-    ours = xlt_step(name, {"scan_layers": args.layers == "scan"}, args.mlm_group_size)
+    model_overrides = {
+        "scan_layers": args.layers == "scan", "last_layer_predicted_only": args.last_layer_predicted_only,
+    }
+    ours = xlt_step(name, model_overrides, args.mlm_group_size)
     peers = {
         "hf": TorchMlmPeer(spec, OPTIMIZER, 1000, params=ours.initial_params, threads=args.threads),
         "hf_masked": TorchMlmPeer(
@@ -169,6 +174,7 @@ def bench_config(name: str, args: argparse.Namespace) -> dict:
         "max_predictions_per_seq": p,
         "layers": args.layers,
         "mlm_group_size": ours.mlm_group_size,
+        "last_layer_predicted_only": args.last_layer_predicted_only,
         "projected_rows": ours.projected_rows,
         "masked_positions": int(np.sum(batch["mlm_weights"])),
         "compile_s": round(ours.compile_s, 2),
@@ -209,6 +215,9 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--layers", choices=("scan", "unrolled"), default="scan",
                         help="xlt_jax's layers under jax.lax.scan or unrolled (model.scan_layers; the CPU recipe's "
                              "two layers are unrolled); the peers are PyTorch loops either way")
+    parser.add_argument("--last-layer-predicted-only", action=argparse.BooleanOptionalAction, default=True,
+                        help="xlt_jax's last layer computes the predicted rows only past its attention core "
+                             "(model.last_layer_predicted_only; the peers compute every row)")
     parser.add_argument("--isolate", action=argparse.BooleanOptionalAction, default=True,
                         help="run each configuration in a fresh process (the retained heap of one would weigh on "
                              "the next)")

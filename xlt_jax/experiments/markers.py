@@ -36,6 +36,8 @@ NON_SEMANTIC_KEYS = frozenset({
     "scan_unroll",
     # The attention core's implementation: the same function and dropout masks, values equal to float rounding.
     "attention_impl",
+    # The last layer on the predicted rows only: the same loss and dropout masks, values equal to float rounding.
+    "last_layer_predicted_only",
 })
 
 

@@ -142,6 +142,8 @@ def _peer_table(f: Mapping[str, Any]) -> str:
     for name, r in _configs(f).items():
         group = int(r.get("mlm_group_size", 1))
         predictions = f"groups of {group}" if group > 1 else "per sequence"
+        if r.get("last_layer_predicted_only"):
+            predictions += "; last layer on them only"
         rows.append(
             f"| {name} | {r['model']} | {r['vocab']:,} | {r['batch']}×{r['seq_len']} | "
             f"{r.get('layers', 'scan')}, {predictions} | {r['tokens_per_s']:,.0f} | "

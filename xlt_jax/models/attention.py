@@ -170,11 +170,21 @@ class MultiHeadAttention(nnx.Module):
     def __call__(
         self, inputs_q: jax.Array, inputs_kv: jax.Array, bias: jax.Array, *, key: jax.Array, deterministic: bool
     ) -> jax.Array:
+        context = self.context(inputs_q, inputs_kv, bias, key=key, deterministic=deterministic)
+        return self.project_out(context)
+
+    def project_out(self, context: jax.Array) -> jax.Array:
+        """The output projection of `context` [..., heads, kv] (any rows of it) to [..., embed]."""
+        return constrain(self.out(context), ("batch", "length", "embed"))
+
+    def context(
+        self, inputs_q: jax.Array, inputs_kv: jax.Array, bias: jax.Array, *, key: jax.Array, deterministic: bool
+    ) -> jax.Array:
+        """The attention-weighted values [B, Lq, heads, kv], before the output projection."""
         q = constrain(self.query(inputs_q), _TOKEN_MAJOR)
         k = constrain(self.key(inputs_kv), _TOKEN_MAJOR)
         v = constrain(self.value(inputs_kv), _TOKEN_MAJOR)
         if self.scale != 1.0:
             q = q * jnp.asarray(self.scale, q.dtype)
         rate = 0.0 if deterministic else self.dropout_rate
-        context = constrain(attention_core(q, k, v, bias, key, dropout_rate=rate, impl=self.impl), _TOKEN_MAJOR)
-        return constrain(self.out(context), ("batch", "length", "embed"))
+        return constrain(attention_core(q, k, v, bias, key, dropout_rate=rate, impl=self.impl), _TOKEN_MAJOR)

@@ -24,14 +24,20 @@ _ROTATIONS = ((13, 15, 26, 6), (17, 29, 16, 24))
 _KEY_PARITY = 0x1BD11BDA
 
 
-def dropout(x: jax.Array, rate: float, key: jax.Array, deterministic: bool) -> jax.Array:
-    """Inverted dropout. The drop rate is quantised to 1/65536 (16-bit draws); scaling uses the realised rate."""
+def dropout(
+    x: jax.Array, rate: float, key: jax.Array, deterministic: bool, rows: jax.Array | None = None
+) -> jax.Array:
+    """Inverted dropout. The drop rate is quantised to 1/65536 (16-bit draws); scaling uses the realised rate.
+
+    `rows` (integers shaped like `x`'s leading axes), if given, number the rows in place of their row-major
+    index: the rows of a larger array gathered into `x` then get exactly the masks they have there.
+    """
     if deterministic or rate <= 0.0:
         return x
-    return apply_keep_bits(x, keep_bits(key, x.shape, rate), rate)
+    return apply_keep_bits(x, keep_bits(key, x.shape, rate, rows), rate)
 
 
-def keep_bits(key: jax.Array, shape: tuple[int, ...], rate: float) -> jax.Array:
+def keep_bits(key: jax.Array, shape: tuple[int, ...], rate: float, rows: jax.Array | None = None) -> jax.Array:
     """Where dropout at `rate` keeps an element of `shape`, four elements to a byte: bit j of `[..., g]` is
     element `4g + j` of the last axis (uint8 `[..., ceil(n / 4)]`; the draws of `uniform_bits16`).
 
@@ -46,7 +52,7 @@ def keep_bits(key: jax.Array, shape: tuple[int, ...], rate: float) -> jax.Array:
     threshold = jnp.uint32(round(rate * 65536))
 
     def hashed() -> jax.Array:  # the whole hash inside the branch: its operands would be written out
-        x1, x2 = _threefry_draw_words(key, shape)
+        x1, x2 = _threefry_draw_words(key, shape, rows)
         halves = (x1 & 0xFFFF, x1 >> 16, x2 & 0xFFFF, x2 >> 16)
         return functools.reduce(
             jnp.bitwise_or, [(h >= threshold).astype(jnp.uint8) << j for j, h in enumerate(halves)]
@@ -81,22 +87,30 @@ def uniform_bits16(key: jax.Array, shape: tuple[int, ...]) -> jax.Array:
     return draws[..., :n]
 
 
-def _threefry_draw_words(key: jax.Array, shape: tuple[int, ...]) -> tuple[jax.Array, jax.Array]:
+def _threefry_draw_words(
+    key: jax.Array, shape: tuple[int, ...], rows: jax.Array | None = None
+) -> tuple[jax.Array, jax.Array]:
     """The two Threefry output words [..., ceil(n / 4)] behind the draws of `shape`: draws 4g, 4g+1 are the low
     and high halves of the first word of group g, draws 4g+2, 4g+3 of the second.
 
     The counter of each group of four draws is (row over the leading axes, group along the last axis): every
     element has its own counter, so the draws do not depend on how the array is sharded and the computation
-    partitions along any axis, as with `jax.random`'s partitionable Threefry.
+    partitions along any axis, as with `jax.random`'s partitionable Threefry. `rows` [*lead], if given, are
+    the row counters (see `dropout`).
     """
     *lead, n = shape
     groups = -(-n // 4)
     counter_shape = (*lead, groups)
     if math.prod(lead) >= 2**32 or groups >= 2**32:
         raise ValueError(f"random bits of shape {shape} need counters beyond 32 bits")
-    rows = jnp.zeros(counter_shape, jnp.uint32)
-    for axis, stride in enumerate(math.prod(lead[axis + 1 :]) for axis in range(len(lead))):
-        rows = rows + jax.lax.broadcasted_iota(jnp.uint32, counter_shape, axis) * jnp.uint32(stride)
+    if rows is not None:
+        if tuple(rows.shape) != tuple(lead):
+            raise ValueError(f"row numbers of shape {rows.shape} for random bits of shape {shape}")
+        rows = jnp.broadcast_to(rows.astype(jnp.uint32)[..., None], counter_shape)
+    else:
+        rows = jnp.zeros(counter_shape, jnp.uint32)
+        for axis, stride in enumerate(math.prod(lead[axis + 1 :]) for axis in range(len(lead))):
+            rows = rows + jax.lax.broadcasted_iota(jnp.uint32, counter_shape, axis) * jnp.uint32(stride)
     cols = jax.lax.broadcasted_iota(jnp.uint32, counter_shape, len(lead))
     k1, k2 = jax.random.bits(key, (2,), jnp.uint32)  # any key implementation → one Threefry key pair
     return threefry2x32(k1, k2, rows, cols)

@@ -60,6 +60,7 @@ class ModelSpec:
     num_langs: int
     scan_unroll: int = 0
     attention_impl: str = "auto"
+    last_layer_predicted_only: bool = True
     num_decoder_layers: int = 0
     z_loss: float = 0.0
     relpos_buckets: int = 32
@@ -93,6 +94,11 @@ def default_model_config(name: str = "roberta", preset: str | None = None) -> ml
     # Attention core: "xla" (autodiff), "cpu" (hand-written VJP, faster on XLA:CPU), "auto" ("cpu" on the CPU
     # backend, "xla" elsewhere). Same function and dropout masks; see models/attention.py.
     c.attention_impl = "auto"
+    if name == "roberta":
+        # With gathered MLM predictions (data.max_predictions_per_seq), the last layer computes only the predicted
+        # rows past its attention core (the other rows' outputs would be thrown away); the same loss to float
+        # rounding and the same dropout masks. False computes every row, as Hugging Face does.
+        c.last_layer_predicted_only = True
     c.num_langs = 2  # size of the per-language metric arrays (lang_id in batches)
     if name == "t5":
         c.num_decoder_layers = config_dict.placeholder(int)  # None = num_layers
@@ -139,9 +145,14 @@ def resolve_model_config(config: ml_collections.ConfigDict, vocab_size: int) -> 
         raise ConfigError(f"model.remat_policy {config.remat_policy!r} is not one of {sorted(REMAT_POLICIES)}")
     check_scan_unroll(config.scan_unroll)
     check_attention_impl(config.attention_impl)
+    if name == "roberta" and not isinstance(config.last_layer_predicted_only, bool):
+        value = config.last_layer_predicted_only
+        raise ConfigError(f"model.last_layer_predicted_only must be True or False, got {value!r}")
     if not 0.0 <= config.dropout < 1.0:
         raise ConfigError(f"model.dropout must be in [0, 1), got {config.dropout}")
     extra = {}
+    if name == "roberta":
+        extra = dict(last_layer_predicted_only=config.last_layer_predicted_only)
     if name == "t5":
         extra = dict(
             z_loss=float(config.z_loss),

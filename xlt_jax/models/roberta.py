@@ -110,13 +110,45 @@ class RobertaLayer(nnx.Module):
         self.output_norm = layer_norm(spec.hidden, eps=LAYER_NORM_EPS, dtype=dtype, param_dtype=param_dtype, rngs=rngs)
         self.dropout_rate = spec.dropout
 
-    def __call__(self, x: jax.Array, bias: jax.Array, *, key: jax.Array, deterministic: bool) -> jax.Array:
+    def __call__(
+        self,
+        x: jax.Array,
+        bias: jax.Array,
+        *,
+        key: jax.Array,
+        deterministic: bool,
+        positions: jax.Array | None = None,
+    ) -> jax.Array:
+        """The layer's output [B, L, hidden], or with `positions` [groups, P] only those rows, [groups, P, hidden].
+
+        Every position still gives its keys and values; past the attention core each row depends on its own
+        position alone, so the output projection and the FFN run on the P rows only. Dropout draws each row's
+        mask from its position in the batch: the rows equal the full output's at those positions.
+        """
         k_attn, k_res1, k_res2 = jax.random.split(key, 3)
-        a = self.attention(x, x, bias, key=k_attn, deterministic=deterministic)
-        x = self.attention_norm(x + dropout(a, self.dropout_rate, k_res1, deterministic))
+        context = self.attention.context(x, x, bias, key=k_attn, deterministic=deterministic)
+        rows = None
+        if positions is not None:
+            context, x, rows = gather_rows(context, positions), gather_rows(x, positions), row_numbers(positions, x)
+        a = self.attention.project_out(context)
+        x = self.attention_norm(x + dropout(a, self.dropout_rate, k_res1, deterministic, rows))
         h = self.mlp(x)
-        x = self.output_norm(x + dropout(h, self.dropout_rate, k_res2, deterministic))
+        x = self.output_norm(x + dropout(h, self.dropout_rate, k_res2, deterministic, rows))
         return constrain(x, ("batch", "length", "embed"))
+
+
+def gather_rows(x: jax.Array, positions: jax.Array) -> jax.Array:
+    """`x` [B, L, ...] at `positions` [groups, P], each indexing its group's B/groups sequences flattened
+    (sequence-major), as `mlm_positions` do: [groups, P, ...]."""
+    flat = x.reshape(positions.shape[0], -1, *x.shape[2:])
+    index = positions.reshape(*positions.shape, *[1] * (x.ndim - 2))
+    return constrain(jnp.take_along_axis(flat, index, axis=1), ("batch", "length", *[None] * (x.ndim - 2)))
+
+
+def row_numbers(positions: jax.Array, x: jax.Array) -> jax.Array:
+    """The row-major index over `x`'s [B, L] of each gathered position [groups, P] (dropout's row counters)."""
+    span = x.shape[0] // positions.shape[0] * x.shape[1]
+    return jnp.arange(positions.shape[0], dtype=positions.dtype)[:, None] * span + positions
 
 
 class Roberta(nnx.Module):
@@ -149,12 +181,23 @@ class Roberta(nnx.Module):
         deterministic: bool = True,
         return_all_layers: bool = False,
         dropout_rng: jax.Array | None = None,
+        positions: jax.Array | None = None,
     ) -> jax.Array | list[jax.Array]:
-        """Final hidden states [B, L, hidden], or the list [embedding output, layer 1, …, layer N]."""
+        """Final hidden states [B, L, hidden], or the list [embedding output, layer 1, …, layer N].
+
+        With `positions` [groups, P] (as `mlm_positions`), only those rows of the final states, [groups, P,
+        hidden]; the last layer computes no others when `model.last_layer_predicted_only` is on.
+        """
         k_emb, k_enc = jax.random.split(self._key(deterministic, dropout_rng))
         x = self.embeddings(input_ids, attention_mask, key=k_emb, deterministic=deterministic)
         bias = attention_bias(None, attention_mask, causal=False, dtype=x.dtype)
-        out, per_layer = self.encoder(x, bias, key=k_enc, deterministic=deterministic, collect=return_all_layers)
+        sparse_last = positions is not None and self.spec.last_layer_predicted_only
+        last_kwargs = {"positions": positions} if sparse_last else None
+        out, per_layer = self.encoder(
+            x, bias, key=k_enc, deterministic=deterministic, collect=return_all_layers, last_kwargs=last_kwargs
+        )
+        if positions is not None and not sparse_last:
+            out = gather_rows(out, positions)
         return [x, *per_layer] if return_all_layers else out
 
     def __call__(
@@ -179,16 +222,15 @@ class Roberta(nnx.Module):
         flattened over the group); one with dense `targets`/`loss_mask` [B, L] projects every position, as
         Hugging Face does. All give the same loss.
         """
+        positions = batch.get("mlm_positions")
         h = self.encode(
-            batch["input_ids"], batch["attention_mask"], deterministic=deterministic, dropout_rng=dropout_rng
+            batch["input_ids"], batch["attention_mask"], deterministic=deterministic, dropout_rng=dropout_rng,
+            positions=positions,
         )
         lang_id = batch["lang_id"]
-        if "mlm_positions" in batch:
-            positions = batch["mlm_positions"]
-            batch_size, length, embed = h.shape
+        if positions is not None:
+            batch_size, length = batch["input_ids"].shape
             groups = positions.shape[0]  # B, or B/G
-            h = h.reshape(groups, batch_size // groups * length, embed)
-            h = constrain(jnp.take_along_axis(h, positions[..., None], axis=1), ("batch", "length", "embed"))
             if groups != batch_size:  # each prediction's language: that of the sequence it lies in
                 lang_id = jnp.take_along_axis(lang_id.reshape(groups, -1), positions // length, axis=1)
             targets, weights = batch["mlm_targets"], batch["mlm_weights"]
@@ -205,10 +247,14 @@ def training_flops_per_sequence(spec: ModelSpec, seq_len: int, predicted: float 
     attention projections (4·d·inner) and the FFN (2·d·mlp), plus the attention products QKᵀ and PV
     (2·seq_len·inner per token per layer); the MLM head (dense d² and the tied decoder d·V) on the `predicted`
     rows the model projects (data.max_predictions_per_seq; None = every position, as Hugging Face does).
-    Embedding gathers, biases, norms and softmax are not counted.
+    With `predicted` rows (> 0) and `model.last_layer_predicted_only`, the last layer's output projection and
+    FFN run on those rows only. Embedding gathers, biases, norms and softmax are not counted.
     """
     d, inner = spec.hidden, spec.heads * spec.head_dim
-    encoder_macs = spec.num_layers * (4 * d * inner + 2 * d * spec.mlp + 2 * seq_len * inner)
+    every_row = 3 * d * inner + 2 * seq_len * inner  # Q, K, V and the attention products: every position
+    per_row = d * inner + 2 * d * spec.mlp  # output projection and FFN: only the rows that go on
+    last_rows = predicted if predicted and spec.last_layer_predicted_only else seq_len
+    encoder_macs = spec.num_layers * seq_len * every_row + ((spec.num_layers - 1) * seq_len + last_rows) * per_row
     head_macs = d * d + d * spec.vocab_size
     head_rows = seq_len if predicted is None else predicted
-    return 6.0 * (seq_len * encoder_macs + head_rows * head_macs)
+    return 6.0 * (encoder_macs + head_rows * head_macs)

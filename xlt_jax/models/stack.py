@@ -83,9 +83,11 @@ class LayerStack(nnx.Module):
         else:
             self.blocks = nnx.List([make_layer(rngs) for _ in range(num_layers)])
 
-    def _step_fn(self, context: tuple[jax.Array, ...], deterministic: bool) -> Callable[..., jax.Array]:
+    def _step_fn(
+        self, context: tuple[jax.Array, ...], deterministic: bool, **kwargs: Any
+    ) -> Callable[..., jax.Array]:
         def step(layer: nnx.Module, x: jax.Array, key: jax.Array) -> jax.Array:
-            return layer(x, *context, key=key, deterministic=deterministic)
+            return layer(x, *context, key=key, deterministic=deterministic, **kwargs)
 
         if self.remat_policy == "none":
             return step
@@ -98,19 +100,37 @@ class LayerStack(nnx.Module):
         key: jax.Array,
         deterministic: bool,
         collect: bool = False,
+        last_kwargs: dict[str, Any] | None = None,
     ) -> tuple[jax.Array, list[jax.Array]]:
-        """Run all layers; returns the final output and, if `collect`, every layer's output in order."""
+        """Run all layers; returns the final output and, if `collect`, every layer's output in order.
+
+        `last_kwargs` are keyword arguments for the final layer alone (RoBERTa passes it the predicted
+        positions, whose rows alone it then computes).
+        """
+        if collect and last_kwargs:
+            raise ValueError("collect=True needs every layer's full output; it cannot take last_kwargs")
         keys = jax.random.split(key, self.num_layers)
         step = self._step_fn(context, deterministic)
+        last = self._step_fn(context, deterministic, **last_kwargs) if last_kwargs else step
         if not self.scan:
             outputs = []
             for i, layer in enumerate(self.blocks):
-                x = step(layer, x, keys[i])
+                x = (last if i == self.num_layers - 1 else step)(layer, x, keys[i])
                 outputs.append(x)
             return x, outputs if collect else []
+        if not last_kwargs:
+            x, stacked = self._scan(self.blocks, step, x, keys, collect)
+            return x, [stacked[i] for i in range(self.num_layers)] if collect else []
+        head, tail = _split_last_layer(self.blocks)
+        if self.num_layers > 1:
+            x, _ = self._scan(head, step, x, keys[:-1], collect=False)
+        return last(tail, x, keys[-1]), []
 
+    def _scan(
+        self, blocks: nnx.Module, step: Callable[..., jax.Array], x: jax.Array, keys: jax.Array, collect: bool
+    ) -> tuple[jax.Array, jax.Array | None]:
         @nnx.scan(
-            unroll=resolve_scan_unroll(self.unroll, self.num_layers),
+            unroll=resolve_scan_unroll(self.unroll, keys.shape[0]),
             in_axes=(0, nnx.Carry, 0),
             out_axes=(nnx.Carry, 0),
             transform_metadata={nnx.PARTITION_NAME: "layers"},
@@ -119,8 +139,15 @@ class LayerStack(nnx.Module):
             h = step(layer, h, k)
             return h, (h if collect else None)
 
-        x, stacked = body(self.blocks, x, keys)
-        return x, [stacked[i] for i in range(self.num_layers)] if collect else []
+        return body(blocks, x, keys)
+
+
+def _split_last_layer(blocks: nnx.Module) -> tuple[nnx.Module, nnx.Module]:
+    """Stacked layers [N] → (layers [N - 1], stacked as before; the last layer, unstacked, as one block)."""
+    graphdef, state = nnx.split(blocks)
+    head = nnx.merge(graphdef, jax.tree.map(lambda a: a[:-1], state))
+    tail = jax.tree.map(lambda a: a[-1], state)
+    return head, nnx.merge(graphdef, nnx.spmd.remove_axis(tail, 0, {nnx.PARTITION_NAME: "layers"}))
 
 
 # --- moving weights between the scanned and the looped layout ------------------------------------------
