@@ -264,10 +264,26 @@ def test_scan_unroll_keeps_stacked_weights_and_values(roberta):
         build("roberta", scan_unroll="auto")
 
 
+def gathered_batch(dense: dict[str, jax.Array], slots: int) -> dict[str, jax.Array]:
+    """`dense` with its predictions gathered per sequence into `slots` rows (padding slots weighted 0)."""
+    loss_mask = np.asarray(dense["loss_mask"])
+    positions = np.zeros((len(loss_mask), slots), np.int32)
+    weights = np.zeros((len(loss_mask), slots), np.float32)
+    for row in range(len(loss_mask)):
+        where = np.flatnonzero(loss_mask[row])
+        positions[row, : len(where)], weights[row, : len(where)] = where, 1.0
+    gathered = {k: v for k, v in dense.items() if k not in ("targets", "loss_mask")}
+    return gathered | {
+        "mlm_positions": jnp.asarray(positions),
+        "mlm_targets": jnp.asarray(np.take_along_axis(np.asarray(dense["targets"]), positions, 1) * (weights > 0)),
+        "mlm_weights": jnp.asarray(weights),
+    }
+
+
 def test_remat_gives_same_loss_and_grads(roberta):
     remat = build("roberta", seed=2, remat_policy="full")
     transfer_weights(roberta, remat)
-    batch = mlm_batch()
+    batch = gathered_batch(mlm_batch(), slots=8)  # the last layer on the predicted rows, under remat too
     key = jax.random.key(7)  # dropout on: recomputed layers must redraw the same masks
     loss, sums, grads = loss_and_grads(roberta, batch, key)
     loss_r, sums_r, grads_r = loss_and_grads(remat, batch, key)
@@ -298,20 +314,8 @@ def test_gathered_predictions_give_the_full_projection_loss_and_grads(model_name
     with dropout on (same key) and with padded prediction slots."""
     roberta = request.getfixturevalue(model_name)
     dense = mlm_batch(seed=3, batch=2, length=12)
-    loss_mask = np.asarray(dense["loss_mask"])
-    slots = 8
-    positions = np.zeros((2, slots), np.int32)
-    weights = np.zeros((2, slots), np.float32)
-    for row in range(2):
-        where = np.flatnonzero(loss_mask[row])
-        positions[row, : len(where)], weights[row, : len(where)] = where, 1.0
-    assert 0 < weights.sum(1).min() < slots  # real padding slots in the gathered batch
-    gathered = {k: v for k, v in dense.items() if k not in ("targets", "loss_mask")}
-    gathered |= {
-        "mlm_positions": jnp.asarray(positions),
-        "mlm_targets": jnp.asarray(np.take_along_axis(np.asarray(dense["targets"]), positions, 1) * (weights > 0)),
-        "mlm_weights": jnp.asarray(weights),
-    }
+    gathered = gathered_batch(dense, slots=8)
+    assert 0 < np.asarray(gathered["mlm_weights"]).sum(1).min() < 8  # real padding slots in the gathered batch
     key = jax.random.key(11)
     loss_d, sums_d, grads_d = loss_and_grads(roberta, dense, key)
     loss_g, sums_g, grads_g = loss_and_grads(roberta, gathered, key)
