@@ -23,13 +23,16 @@ def test_overrides_reach_the_timed_model_and_its_batch():
     assert set(step.state.params["encoder"]["blocks"]) == {0, 1}  # unrolled: one entry per layer
     assert step.batch["mlm_positions"].shape == (128 // 4, 72)  # rows per group of 4 sequences of 64
     assert (step.mlm_group_size, step.projected_rows) == (4, 32 * 72)  # what bench peer and profile report
-    scanned = peer.xlt_step("small_translit_128x64", {}, 0)
-    assert "attention" in scanned.state.params["encoder"]["blocks"]  # scanned: one stacked block
-    assert scanned.batch["mlm_positions"].shape == (128, 24)  # per sequence
-    grouped_by_default = peer.xlt_step("small_translit_128x64", {}, 16)  # --mlm-group-size, as in `bench peer`
-    assert grouped_by_default.batch["mlm_positions"].shape == (128 // 16, 208)
+
+
+def test_group_sizes_shape_the_batch():
+    config, _, per_sequence = peer.xlt_setup("small_translit_128x64", {}, 0)
+    assert config.scan_layers and per_sequence["mlm_positions"].shape == (128, 24)
+    by_default = peer.xlt_setup("small_translit_128x64", {}, 16)[2]  # --mlm-group-size, as in `bench peer`
+    assert by_default["mlm_positions"].shape == (128 // 16, 208)
     # A size that does not divide the batch groups by their greatest common divisor (roberta8's 8 with 16: 8).
-    assert peer.xlt_step("small_translit_128x64", {}, 48).batch["mlm_positions"].shape == (128 // 16, 208)
+    assert peer.xlt_setup("small_translit_128x64", {}, 48)[2]["mlm_positions"].shape == (128 // 16, 208)
+    assert peer.xlt_setup("roberta8_8x128", {}, 16)[2]["mlm_positions"].shape == (1, 208)
 
 
 def test_an_unknown_model_key_is_refused_by_name():

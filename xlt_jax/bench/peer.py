@@ -112,11 +112,10 @@ class XltStep:
             jax.block_until_ready(metrics["loss"])
 
 
-def xlt_step(name: str, overrides: dict[str, object], group_size: int) -> XltStep:
-    """xlt_jax's step for `CONFIGS[name]` with `overrides` on its model config (a wrong key fails with the
-    config's error, which names it); predictions gathered per group of `group_size` sequences (or of an
-    `mlm_group_size` override), at most the whole batch: the largest group that divides both (per sequence
-    when that is 1, or when the size is 0)."""
+def xlt_setup(
+    name: str, overrides: dict[str, object], group_size: int
+) -> tuple[ml_collections.ConfigDict, VocabLayout, dict[str, np.ndarray]]:
+    """The model config, vocabulary layout and MLM batch of `xlt_step` (nothing built or compiled)."""
     preset, model_overrides, base, copies, batch_size, seq_len = CONFIGS[name]
     layout = VocabLayout(base, copies=copies)
     config = model_config(preset, model_overrides, seq_len)
@@ -125,7 +124,15 @@ def xlt_step(name: str, overrides: dict[str, object], group_size: int) -> XltSte
     group = math.gcd(group, batch_size) if group > 1 else 1
     config.update(overrides)
     rows = mlm.auto_max_predictions(group * seq_len, 0.15)  # per group (= per sequence when group is 1)
-    return XltStep(config, layout, mlm_batch(layout, batch_size, seq_len, rows, group))
+    return config, layout, mlm_batch(layout, batch_size, seq_len, rows, group)
+
+
+def xlt_step(name: str, overrides: dict[str, object], group_size: int) -> XltStep:
+    """xlt_jax's step for `CONFIGS[name]` with `overrides` on its model config (a wrong key fails with the
+    config's error, which names it); predictions gathered per group of `group_size` sequences (or of an
+    `mlm_group_size` override), at most the whole batch: the largest group that divides both (per sequence
+    when that is 1, or when the size is 0)."""
+    return XltStep(*xlt_setup(name, overrides, group_size))
 
 
 def torch_matmul_peak(n: int = 2048, repeats: int = 4) -> float:
