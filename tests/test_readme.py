@@ -163,6 +163,9 @@ def test_train_table_shows_the_step_floor_when_measured(tmp_path):
     tables = readme.performance_section(tmp_path)
     assert tables.count("**Train step against the matmul peak**") == 2 and "batch 8 × 512" in tables
     assert "| tiny | scan, 2 per iteration | 0.800 |" in tables  # the CPU's automatic unrolling, as recorded
+    sparse_last = row | {"last_layer_predicted_only": True}
+    write_bench(tmp_path, "train_512", record | {"seq_len": 512, "tiny/unrolled": sparse_last})
+    assert "| tiny | unrolled; last layer on predicted rows | 0.800 |" in readme.performance_section(tmp_path)
     assert "GB/s" not in tables  # neither record measured the machine's memory stream
 
 

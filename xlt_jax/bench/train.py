@@ -153,6 +153,8 @@ def bench_model(preset: str, scan: bool, args: argparse.Namespace, mesh: jax.sha
         if scan
         else None,
         "max_predictions_per_seq": predicted,
+        # The last layer past attention on the predicted rows only (flops_per_step counts it that way).
+        "last_layer_predicted_only": resolve_model_config(config, args.vocab).last_layer_predicted_only,
         "params": state_lib.parameter_count(state),
         "lower_s": round(lower_s, 3),
         "compile_s": round(compile_s, 3),

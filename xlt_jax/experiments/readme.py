@@ -194,9 +194,11 @@ def _balance(f: Mapping[str, Any]) -> str:
 
 
 def _layers_label(r: Mapping[str, Any]) -> str:
-    """The layers column: "scan, N per iteration" when the record says how a scanned loop was unrolled."""
+    """The layers column: "scan, N per iteration" when the record says how a scanned loop was unrolled, and
+    whether the last layer ran on the predicted rows only (the FLOPs counted follow it)."""
     unroll = r.get("scan_unroll")
-    return f"{r['layers']}, {unroll} per iteration" if unroll else r["layers"]
+    label = f"{r['layers']}, {unroll} per iteration" if unroll else r["layers"]
+    return label + ("; last layer on predicted rows" if r.get("last_layer_predicted_only") else "")
 
 
 def _input_table(f: Mapping[str, Any]) -> str:
