@@ -564,6 +564,28 @@ def test_sharded_build_follows_rules():
         build_model(config, 128, rngs=nnx.Rngs(0))
 
 
+def test_last_layer_on_predicted_rows_under_data_fsdp_and_tensor_sharding():
+    """On a (2, 2, 2) mesh the gathered rows keep their logical shardings (heads over `tensor`, groups over the
+    batch axes) and give the loss of every position projected."""
+    mesh = jax.make_mesh((2, 2, 2), ("data", "fsdp", "tensor"), axis_types=(AxisType.Auto,) * 3)
+    dense = {k: jnp.concatenate([v, v]) for k, v in mlm_batch(seed=5).items()}  # 4 sequences: one per batch shard
+    gathered = gathered_batch(dense, slots=8)
+    with jax.set_mesh(mesh), nnx.logical_axis_rules(RULES):
+        model = build_model(tiny_config("roberta"), 128, rngs=nnx.Rngs(0))  # a vocabulary `tensor` divides
+        graphdef, state = nnx.split(model)
+
+        @jax.jit
+        def loss(state, batch):
+            return nnx.merge(graphdef, state).loss(batch, deterministic=False, dropout_rng=jax.random.key(3))[0]
+
+        np.testing.assert_allclose(loss(state, gathered), loss(state, dense), rtol=1e-6)
+        hlo = loss.lower(state, gathered).compile().as_text()
+    # The last layer's gathered context [groups, rows, heads, kv] stays split over heads for its output
+    # projection: per device [1, 8, 1, 32], never all-gathered into [1, 8, 2, 32] (it was, constrained unnamed).
+    gathers = [line for line in hlo.splitlines() if " all-gather(" in line]
+    assert gathers and not any("= f32[1,8,2,32]" in line for line in gathers)
+
+
 # --- configs and FLOPs --------------------------------------------------------------------------------------
 
 

@@ -129,7 +129,9 @@ class RobertaLayer(nnx.Module):
         context = self.attention.context(x, x, bias, key=k_attn, deterministic=deterministic)
         rows = None
         if positions is not None:
-            context, x, rows = gather_rows(context, positions), gather_rows(x, positions), row_numbers(positions, x)
+            rows = row_numbers(positions, x)
+            context = gather_rows(context, positions, ("batch", "length", "heads", "kv"))
+            x = gather_rows(x, positions, ("batch", "length", "embed"))
         a = self.attention.project_out(context)
         x = self.attention_norm(x + dropout(a, self.dropout_rate, k_res1, deterministic, rows))
         h = self.mlp(x)
@@ -137,12 +139,12 @@ class RobertaLayer(nnx.Module):
         return constrain(x, ("batch", "length", "embed"))
 
 
-def gather_rows(x: jax.Array, positions: jax.Array) -> jax.Array:
+def gather_rows(x: jax.Array, positions: jax.Array, names: tuple[str, ...]) -> jax.Array:
     """`x` [B, L, ...] at `positions` [groups, P], each indexing its group's B/groups sequences flattened
-    (sequence-major), as `mlm_positions` do: [groups, P, ...]."""
+    (sequence-major), as `mlm_positions` do: [groups, P, ...], sharded by the logical `names` of `x`'s axes."""
     flat = x.reshape(positions.shape[0], -1, *x.shape[2:])
     index = positions.reshape(*positions.shape, *[1] * (x.ndim - 2))
-    return constrain(jnp.take_along_axis(flat, index, axis=1), ("batch", "length", *[None] * (x.ndim - 2)))
+    return constrain(jnp.take_along_axis(flat, index, axis=1), names)
 
 
 def row_numbers(positions: jax.Array, x: jax.Array) -> jax.Array:
@@ -197,7 +199,7 @@ class Roberta(nnx.Module):
             x, bias, key=k_enc, deterministic=deterministic, collect=return_all_layers, last_kwargs=last_kwargs
         )
         if positions is not None and not sparse_last:
-            out = gather_rows(out, positions)
+            out = gather_rows(out, positions, ("batch", "length", "embed"))
         return [x, *per_layer] if return_all_layers else out
 
     def __call__(
