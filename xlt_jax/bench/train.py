@@ -105,6 +105,7 @@ def bench_model(preset: str, scan: bool, args: argparse.Namespace, mesh: jax.sha
     tx = optimizer.make_optimizer(OPTIMIZER, 1000)
     schedule = optimizer.learning_rate_schedule(OPTIMIZER, 1000)
     config = model_config(preset, args.seq_len, scan=scan)
+    spec = resolve_model_config(config, args.vocab)
     created = state_lib.create_train_state(
         lambda rngs: build_model(config, args.vocab, rngs=rngs), tx, mesh, rules, seed=0
     )
@@ -149,12 +150,10 @@ def bench_model(preset: str, scan: bool, args: argparse.Namespace, mesh: jax.sha
     return {
         "layers": "scan" if scan else "unrolled",
         # Layers per scanned iteration as traced here (`model.scan_unroll` 0 = auto: all of them on CPU).
-        "scan_unroll": resolve_scan_unroll(config.scan_unroll, resolve_model_config(config, args.vocab).num_layers)
-        if scan
-        else None,
+        "scan_unroll": resolve_scan_unroll(config.scan_unroll, spec.num_layers) if scan else None,
         "max_predictions_per_seq": predicted,
         # The last layer past attention on the predicted rows only (flops_per_step counts it that way).
-        "last_layer_predicted_only": resolve_model_config(config, args.vocab).last_layer_predicted_only,
+        "last_layer_predicted_only": spec.last_layer_predicted_only,
         "params": state_lib.parameter_count(state),
         "lower_s": round(lower_s, 3),
         "compile_s": round(compile_s, 3),

@@ -145,14 +145,11 @@ def resolve_model_config(config: ml_collections.ConfigDict, vocab_size: int) -> 
         raise ConfigError(f"model.remat_policy {config.remat_policy!r} is not one of {sorted(REMAT_POLICIES)}")
     check_scan_unroll(config.scan_unroll)
     check_attention_impl(config.attention_impl)
-    if name == "roberta" and not isinstance(config.last_layer_predicted_only, bool):
-        value = config.last_layer_predicted_only
-        raise ConfigError(f"model.last_layer_predicted_only must be True or False, got {value!r}")
     if not 0.0 <= config.dropout < 1.0:
         raise ConfigError(f"model.dropout must be in [0, 1), got {config.dropout}")
     extra = {}
     if name == "roberta":
-        extra = dict(last_layer_predicted_only=config.last_layer_predicted_only)
+        extra = dict(last_layer_predicted_only=config.last_layer_predicted_only)  # a bool: ml_collections checks
     if name == "t5":
         extra = dict(
             z_loss=float(config.z_loss),
