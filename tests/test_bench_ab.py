@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import argparse
 
+import numpy as np
 import pytest
 
 from xlt_jax.bench import ab, peer
+from xlt_jax.models import prediction_tiers
 
 
 def test_variants_parse_to_typed_overrides():
@@ -22,7 +24,13 @@ def test_overrides_reach_the_timed_model_and_its_batch():
     step = peer.xlt_step("small_translit_128x64", {"scan_layers": False, "mlm_group_size": 4}, 16)
     assert set(step.state.params["encoder"]["blocks"]) == {0, 1}  # unrolled: one entry per layer
     assert step.batch["mlm_positions"].shape == (128 // 4, 72)  # rows per group of 4 sequences of 64
-    assert (step.mlm_group_size, step.projected_rows) == (4, 32 * 72)  # what bench peer and profile report
+    assert (step.mlm_group_size, step.gathered_rows) == (4, 32 * 72)  # what bench peer and profile report
+    # Of them the head projects the tier that covers the fullest group (model.prediction_tiers, 8 by default).
+    weights = step.batch["mlm_weights"]
+    used = int(max(np.flatnonzero(row).max() + 1 for row in weights))
+    assert step.projected_rows == 32 * min(m for m in prediction_tiers.tiers(72, 8) if m >= used) < 32 * 72
+    untiered = peer.xlt_step("small_translit_128x64", {"mlm_group_size": 4, "prediction_tiers": 1}, 16)
+    assert untiered.projected_rows == untiered.gathered_rows == 32 * 72
 
 
 def test_group_sizes_shape_the_batch():

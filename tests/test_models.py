@@ -24,6 +24,7 @@ from xlt_jax.models import (
     default_model_config,
     flops_per_example,
     param_creation_context,
+    prediction_tiers,
     resolve_model_config,
     transfer_weights,
 )
@@ -357,6 +358,66 @@ def test_grouped_predictions_give_the_full_projection_loss_and_per_language_sums
     assert_trees_close(nnx.to_pure_dict(grads_g), nnx.to_pure_dict(grads_d), atol=1e-6)
 
 
+def test_prediction_tiers_are_multiples_of_eight_up_to_the_budget():
+    assert prediction_tiers.tiers(208, 8) == (104, 120, 136, 152, 168, 184, 200, 208)
+    assert prediction_tiers.tiers(208, 1) == (208,) and prediction_tiers.tiers(8, 8) == (8,)
+    for rows, count in ((208, 8), (720, 8), (40, 8), (40, 2), (13, 4)):
+        tiers = prediction_tiers.tiers(rows, count)
+        assert tiers[-1] == rows and len(tiers) <= count and list(tiers) == sorted(set(tiers))
+        assert all(m % 8 == 0 and m >= rows / 2 for m in tiers[:-1])
+
+
+def test_device_picks_the_smallest_tier_covering_the_last_weighted_row():
+    rng = np.random.default_rng(0)
+    tiers = prediction_tiers.tiers(40, 8)
+    pick = jax.jit(lambda w: jnp.asarray(tiers)[prediction_tiers._tier_index(w, tiers)])
+    for used in (0, 1, 20, 24, 25, 31, 33, 40):
+        weights = np.zeros((3, 40), np.float32)
+        weights[rng.integers(3), used - 1] = 1.0 if used else 0.0  # one group's last row; the others fewer
+        weights[:, : max(used - 8, 0)] = 1.0
+        expected = min(m for m in tiers if m >= used)
+        assert prediction_tiers.tier_for(weights, tiers) == expected == int(pick(weights)), used
+
+
+@pytest.fixture(scope="module")
+def roberta_untiered(roberta):
+    """The scanned model always projecting every gathered row (model.prediction_tiers=1)."""
+    model = build("roberta", seed=2, prediction_tiers=1)
+    transfer_weights(roberta, model)
+    return model
+
+
+@pytest.mark.parametrize("rows_used", [12, 26])
+def test_prediction_tiers_give_the_loss_and_grads_of_every_gathered_row(roberta, roberta_untiered, rows_used):
+    """40 gathered slots, tiers (24, 32, 40): the head projects 24 or 32 rows, as the last weighted slot needs
+    (a padding slot inside the used rows, so counting weights would stop short), and scores as if all 40."""
+    dense = mlm_batch(seed=5, length=40)
+    loss_mask = np.zeros((2, 40), np.float32)
+    loss_mask[0, 1 : rows_used + 2] = 1.0  # rows_used + 1 predictions in sequence 0; 5 in sequence 1
+    loss_mask[1, [1, 4, 9, 16, 30]] = 1.0
+    ids = np.where(np.asarray(dense["loss_mask"]) == 1, np.asarray(dense["targets"]), np.asarray(dense["input_ids"]))
+    dense |= {"loss_mask": jnp.asarray(loss_mask), "targets": jnp.asarray(np.where(loss_mask == 1, ids, 0)),
+              "input_ids": jnp.asarray(np.where(loss_mask == 1, SPECIALS.mask, ids))}  # fmt: skip
+    gathered = gathered_batch(dense, slots=40)
+    weights = np.asarray(gathered["mlm_weights"]).copy()
+    weights[0, rows_used - 1] = 0.0  # a padding slot before the group's last prediction
+    gathered["mlm_weights"] = jnp.asarray(weights)
+    tiers = prediction_tiers.tiers(40, roberta.spec.prediction_tiers)
+    assert prediction_tiers.tier_for(weights, tiers) == (24 if rows_used < 24 else 32)
+    key = jax.random.key(11)
+    loss_u, sums_u, grads_u = loss_and_grads(roberta_untiered, gathered, key)
+    loss_t, sums_t, grads_t = loss_and_grads(roberta, gathered, key)
+    np.testing.assert_allclose(loss_t, loss_u, rtol=1e-6)
+    assert_trees_close(sums_t, sums_u, atol=1e-5)
+    assert_trees_close(nnx.to_pure_dict(grads_t), nnx.to_pure_dict(grads_u), atol=1e-6)
+    if rows_used < 24:  # and both equal the full projection of every position, that slot unweighted too
+        dense_mask = loss_mask.copy()
+        dense_mask[0, int(gathered["mlm_positions"][0, rows_used - 1])] = 0.0
+        loss_d, _, grads_d = loss_and_grads(roberta, dense | {"loss_mask": jnp.asarray(dense_mask)}, key)
+        np.testing.assert_allclose(loss_t, loss_d, rtol=1e-6)
+        assert_trees_close(nnx.to_pure_dict(grads_t), nnx.to_pure_dict(grads_d), atol=1e-6)
+
+
 def test_transfer_weights_round_trips(roberta, roberta_loop):
     back = build("roberta", seed=9)
     transfer_weights(roberta_loop, back)
@@ -580,6 +641,14 @@ def test_last_layer_on_predicted_rows_under_data_fsdp_and_tensor_sharding():
 
         np.testing.assert_allclose(loss(state, gathered), loss(state, dense), rtol=1e-6)
         hlo = loss.lower(state, gathered).compile().as_text()
+        # 24 slots: the head picks its tier of 16 rows on the sharded batch (a replicated switch index), and
+        # the gradients are those of every position too.
+        tiered = gathered_batch(dense, slots=24)
+        param_def, params, rest = nnx.split(model, nnx.Param, ...)
+        grads = jax.jit(jax.value_and_grad(lambda p, batch: loss(nnx.state(nnx.merge(param_def, p, rest)), batch)))
+        (loss_t, grads_t), (loss_d, grads_d) = grads(params, tiered), grads(params, dense)
+        np.testing.assert_allclose(loss_t, loss_d, rtol=1e-6)
+        assert_trees_close(nnx.to_pure_dict(grads_t), nnx.to_pure_dict(grads_d), atol=1e-6)
     # The last layer's gathered context [groups, rows, heads, kv] stays split over heads for its output
     # projection: per device [1, 8, 1, 32], never all-gathered into [1, 8, 2, 32] (it was, constrained unnamed).
     gathers = [line for line in hlo.splitlines() if " all-gather(" in line]

@@ -117,11 +117,14 @@ def test_peer_table_says_how_xlt_jax_ran_each_config(tmp_path):
     write_bench(tmp_path, "peer", BENCH_HEAD | {"torch": "2.13", "torch_threads": 2,
                                                 "small": dict(row, layers="unrolled", mlm_group_size=16),
                                                 "sparse": dict(row, mlm_group_size=8, last_layer_predicted_only=True),
+                                                "tiered": dict(row, mlm_group_size=8, prediction_tiers=8,
+                                                               gathered_rows=208, projected_rows=152),
                                                 "older": row})  # "older": a record from before
     table = readme.performance_section(tmp_path)
     assert "| small | tiny 2x128 | 4,000 | 128×64 | unrolled, groups of 16 | 40,000 | 25,000 | 1.60 |" in table
     assert "| sparse | tiny 2x128 | 4,000 | 128×64 | scan, groups of 8; last layer on them only | 40,000 |" in table
     assert "| older | tiny 2x128 | 4,000 | 128×64 | scan, per sequence | 40,000 |" in table
+    assert "| tiered | tiny 2x128 | 4,000 | 128×64 | scan, groups of 8; head on 152 of 208 rows | 40,000 |" in table
     assert "| 38,000 | 1.05 |" in table
     assert "host memory" not in table  # the record does not say which allocator ran
 
@@ -166,6 +169,10 @@ def test_train_table_shows_the_step_floor_when_measured(tmp_path):
     sparse_last = row | {"last_layer_predicted_only": True}
     write_bench(tmp_path, "train_512", record | {"seq_len": 512, "tiny/unrolled": sparse_last})
     assert "| tiny | unrolled; last layer on predicted rows | 0.800 |" in readme.performance_section(tmp_path)
+    tiered = sparse_last | {"prediction_tiers": 8, "projected_rows_per_seq": 32.0, "max_predictions_per_seq": 40}
+    write_bench(tmp_path, "train_512", record | {"seq_len": 512, "tiny/unrolled": tiered})
+    assert "| tiny | unrolled; last layer on predicted rows; head on 32 of 40 rows per sequence | 0.800 |" \
+        in readme.performance_section(tmp_path)
     assert "GB/s" not in tables  # neither record measured the machine's memory stream
 
 

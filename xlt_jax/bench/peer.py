@@ -6,7 +6,9 @@ that a change of machine load hits both. The peer runs twice: as Hugging Face sh
 (every position projected onto the vocabulary) and with its head on the predicted positions only, which is
 what xlt_jax does; the honest comparison is against both. xlt_jax also runs its last layer, past the
 attention core, on the predicted rows only (`model.last_layer_predicted_only`, the same loss), which neither
-peer does; `--no-last-layer-predicted-only` measures without it. Reported: median tokens/s of each and the ratios,
+peer does; `--no-last-layer-predicted-only` measures without it. Of its gathered rows, padded to a fixed budget,
+xlt_jax's head projects only as many as the batch uses (`model.prediction_tiers`, the record's
+`projected_rows` of `gathered_rows`). Reported: median tokens/s of each and the ratios,
 plus each framework's fp32 2048³ matmul peak measured in the same run. Ends with one JSON line.
 
 Each configuration runs in a process of its own (`--isolate`, the default): with the host memory retained
@@ -35,7 +37,7 @@ from xlt_jax.bench.timing import timed_calls
 from xlt_jax.bench.train import OPTIMIZER, RULES, matmul_peak
 from xlt_jax.data.pretrain import mlm
 from xlt_jax.data.vocab import VocabLayout
-from xlt_jax.models import build_model, default_model_config, resolve_model_config
+from xlt_jax.models import build_model, default_model_config, prediction_tiers, resolve_model_config
 from xlt_jax.training import optimizer, partitioning, steps
 from xlt_jax.training import state as state_lib
 
@@ -78,6 +80,7 @@ class XltStep:
     def __init__(self, config: ml_collections.ConfigDict, layout: VocabLayout, batch: dict[str, np.ndarray]):
         device = jax.devices()[0]
         self.vocab = layout.size
+        self.prediction_tiers = resolve_model_config(config, layout.size).prediction_tiers
         self.mesh = partitioning.make_mesh(ml_collections.ConfigDict({"shape": (1, 1, 1)}), [device])
         self.rules = partitioning.logical_rules(RULES)
         tx = optimizer.make_optimizer(OPTIMIZER, 1000)
@@ -97,9 +100,14 @@ class XltStep:
             self.compile_s = time.perf_counter() - t0
 
     @property
-    def projected_rows(self) -> int:
-        """Rows projected onto the vocabulary per batch."""
+    def gathered_rows(self) -> int:
+        """Predicted rows gathered per batch (the budget, padding slots included)."""
         return int(np.prod(self.batch["mlm_positions"].shape))
+
+    @property
+    def projected_rows(self) -> int:
+        """Of them, the rows projected onto the vocabulary (the tier `model.prediction_tiers` picks)."""
+        return prediction_tiers.projected_rows(np.asarray(self.batch["mlm_weights"]), self.prediction_tiers)
 
     @property
     def mlm_group_size(self) -> int:
@@ -182,6 +190,8 @@ def bench_config(name: str, args: argparse.Namespace) -> dict:
         "layers": args.layers,
         "mlm_group_size": ours.mlm_group_size,
         "last_layer_predicted_only": args.last_layer_predicted_only,
+        "prediction_tiers": ours.prediction_tiers,
+        "gathered_rows": ours.gathered_rows,
         "projected_rows": ours.projected_rows,
         "masked_positions": int(np.sum(batch["mlm_weights"])),
         "compile_s": round(ours.compile_s, 2),

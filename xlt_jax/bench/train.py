@@ -28,7 +28,7 @@ from xlt_jax.bench import floor as floor_lib
 from xlt_jax.bench.timing import timed_calls
 from xlt_jax.data.pretrain import mlm
 from xlt_jax.data.vocab import VocabLayout
-from xlt_jax.models import build_model, default_model_config, flops_per_example, resolve_model_config
+from xlt_jax.models import build_model, default_model_config, flops_per_example, prediction_tiers, resolve_model_config
 from xlt_jax.models.stack import resolve_scan_unroll
 from xlt_jax.training import compile_cache, optimizer, partitioning, steps
 from xlt_jax.training import state as state_lib
@@ -140,7 +140,11 @@ def bench_model(preset: str, scan: bool, args: argparse.Namespace, mesh: jax.sha
             peaks.append(matmul_peak(device, repeats=2)[0])
         hlo_flops = unrolled_hlo_flops(preset, args, mesh, rules, tx, schedule, batch)
         floor = step_floor(step, state, batch, tx) if args.floor else {}
-    flops = flops_per_example(config, args.vocab, args.seq_len, predicted=predicted or None) * args.batch
+    projected = None  # rows the head projects: the tier `model.prediction_tiers` picks for this batch
+    if predicted:
+        projected = prediction_tiers.projected_rows(batch_np["mlm_weights"], spec.prediction_tiers) / args.batch
+    flops = flops_per_example(config, args.vocab, args.seq_len, predicted=predicted or None, projected=projected)
+    flops *= args.batch
     fractions = [flops / t / max(peaks[i], peaks[i + 1]) for i, t in enumerate(times)]
     step_s = statistics.median(times)
     tokens = args.batch * args.seq_len
@@ -154,6 +158,8 @@ def bench_model(preset: str, scan: bool, args: argparse.Namespace, mesh: jax.sha
         "max_predictions_per_seq": predicted,
         # The last layer past attention on the predicted rows only (flops_per_step counts it that way).
         "last_layer_predicted_only": spec.last_layer_predicted_only,
+        "prediction_tiers": spec.prediction_tiers,
+        "projected_rows_per_seq": projected,
         "params": state_lib.parameter_count(state),
         "lower_s": round(lower_s, 3),
         "compile_s": round(compile_s, 3),

@@ -38,6 +38,9 @@ NON_SEMANTIC_KEYS = frozenset({
     "attention_impl",
     # The last layer on the predicted rows only: the same loss and dropout masks, values equal to float rounding.
     "last_layer_predicted_only",
+    # How many gathered MLM rows the head projects per batch: the rows left out have weight 0, so the same loss
+    # and gradients to float rounding.
+    "prediction_tiers",
 })
 
 

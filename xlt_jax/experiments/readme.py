@@ -144,6 +144,8 @@ def _peer_table(f: Mapping[str, Any]) -> str:
         predictions = f"groups of {group}" if group > 1 else "per sequence"
         if r.get("last_layer_predicted_only"):
             predictions += "; last layer on them only"
+        if r.get("prediction_tiers", 1) > 1 and "gathered_rows" in r:  # the tier the head projected
+            predictions += f"; head on {r['projected_rows']} of {r['gathered_rows']} rows"
         rows.append(
             f"| {name} | {r['model']} | {r['vocab']:,} | {r['batch']}×{r['seq_len']} | "
             f"{r.get('layers', 'scan')}, {predictions} | {r['tokens_per_s']:,.0f} | "
@@ -198,7 +200,10 @@ def _layers_label(r: Mapping[str, Any]) -> str:
     whether the last layer ran on the predicted rows only (the FLOPs counted follow it)."""
     unroll = r.get("scan_unroll")
     label = f"{r['layers']}, {unroll} per iteration" if unroll else r["layers"]
-    return label + ("; last layer on predicted rows" if r.get("last_layer_predicted_only") else "")
+    label += "; last layer on predicted rows" if r.get("last_layer_predicted_only") else ""
+    if r.get("prediction_tiers", 1) > 1 and r.get("projected_rows_per_seq"):
+        label += f"; head on {r['projected_rows_per_seq']:g} of {r['max_predictions_per_seq']} rows per sequence"
+    return label
 
 
 def _input_table(f: Mapping[str, Any]) -> str:

@@ -93,10 +93,12 @@ def flops_per_example(
     seq_len: int,
     target_len: int = 0,
     predicted: float | None = None,
+    projected: float | None = None,
 ) -> float:
     """Analytic training FLOPs (forward + backward) for one example; see each model's
-    `training_flops_per_sequence` (`predicted`: MLM rows projected, None = all). Use this, not
-    `cost_analysis`, which counts a scanned layer body once."""
+    `training_flops_per_sequence` (`predicted`: MLM rows gathered, None = all; `projected`: of them, the rows
+    the head projects, None = all gathered). Use this, not `cost_analysis`, which counts a scanned layer body
+    once."""
     spec = resolve_model_config(_model_block(config), vocab_size)
     if spec.name == "t5":
         from xlt_jax.models.t5 import training_flops_per_sequence
@@ -104,7 +106,7 @@ def flops_per_example(
         return training_flops_per_sequence(spec, seq_len, target_len)
     from xlt_jax.models.roberta import training_flops_per_sequence
 
-    return training_flops_per_sequence(spec, seq_len, predicted)
+    return training_flops_per_sequence(spec, seq_len, predicted, projected)
 
 
 def flops_per_token(

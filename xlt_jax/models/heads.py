@@ -33,8 +33,12 @@ class MlmHead(nnx.Module):
         self.layer_norm = layer_norm(hidden, eps=eps, dtype=dtype, param_dtype=param_dtype, rngs=rngs)
         self.bias = nnx.Param(jnp.zeros((vocab_size,), param_dtype), **axes("vocab"))
 
+    def transform(self, x: jax.Array) -> jax.Array:
+        """The rows the tied decoder reads: dense → GELU → LayerNorm."""
+        return self.layer_norm(gelu_erf(self.dense(x)))
+
     def __call__(self, x: jax.Array, word_embeddings: nnx.Embed) -> jax.Array:
-        h = self.layer_norm(gelu_erf(self.dense(x)))
+        h = self.transform(x)
         embedding = word_embeddings.embedding[...].astype(h.dtype)
         logits = tied_logits(h, embedding, self.bias[...].astype(h.dtype))
         return constrain(logits, ("batch", "length", "vocab"))

@@ -61,6 +61,7 @@ class ModelSpec:
     scan_unroll: int = 0
     attention_impl: str = "auto"
     last_layer_predicted_only: bool = True
+    prediction_tiers: int = 1
     num_decoder_layers: int = 0
     z_loss: float = 0.0
     relpos_buckets: int = 32
@@ -99,6 +100,10 @@ def default_model_config(name: str = "roberta", preset: str | None = None) -> ml
         # rows past its attention core (the other rows' outputs would be thrown away); the same loss to float
         # rounding and the same dropout masks. False computes every row, as Hugging Face does.
         c.last_layer_predicted_only = True
+        # With gathered MLM predictions, the head projects the smallest of this many row counts (multiples of 8
+        # from half the budget to all of it) that covers the batch's predictions, chosen per batch on the device:
+        # the same loss and gradients, about the work of the exact number of predictions. 1 = the whole budget.
+        c.prediction_tiers = 8
     c.num_langs = 2  # size of the per-language metric arrays (lang_id in batches)
     if name == "t5":
         c.num_decoder_layers = config_dict.placeholder(int)  # None = num_layers
@@ -149,7 +154,12 @@ def resolve_model_config(config: ml_collections.ConfigDict, vocab_size: int) -> 
         raise ConfigError(f"model.dropout must be in [0, 1), got {config.dropout}")
     extra = {}
     if name == "roberta":
-        extra = dict(last_layer_predicted_only=config.last_layer_predicted_only)  # a bool: ml_collections checks
+        tiers = config.prediction_tiers
+        if not isinstance(tiers, int) or isinstance(tiers, bool) or tiers < 1:
+            raise ConfigError(f"model.prediction_tiers must be an integer >= 1, got {tiers!r}")
+        extra = dict(  # last_layer_predicted_only is a bool: ml_collections checks the type
+            last_layer_predicted_only=config.last_layer_predicted_only, prediction_tiers=tiers
+        )
     if name == "t5":
         extra = dict(
             z_loss=float(config.z_loss),

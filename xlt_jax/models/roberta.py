@@ -14,6 +14,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from xlt_jax.data.vocab import SPECIALS
+from xlt_jax.models import prediction_tiers
 from xlt_jax.models.attention import MultiHeadAttention, attention_bias
 from xlt_jax.models.heads import MlmHead
 from xlt_jax.models.layers import (
@@ -24,7 +25,7 @@ from xlt_jax.models.layers import (
     layer_norm,
     resolve_dtype,
 )
-from xlt_jax.models.losses import token_cross_entropy
+from xlt_jax.models.losses import token_cross_entropy, weighted_sums
 from xlt_jax.models.presets import ModelSpec
 from xlt_jax.models.stack import LayerStack
 
@@ -222,7 +223,8 @@ class Roberta(nnx.Module):
         A batch with `mlm_positions` [B, P] (data.max_predictions_per_seq) projects only those rows onto the
         vocabulary, or with [B/G, P] those of each group of G sequences (data.mlm_group_size, positions
         flattened over the group); one with dense `targets`/`loss_mask` [B, L] projects every position, as
-        Hugging Face does. All give the same loss.
+        Hugging Face does. With `model.prediction_tiers` > 1 the gathered rows past the last one any group
+        uses are left out of the projection (`prediction_tiers.py`). All give the same loss.
         """
         positions = batch.get("mlm_positions")
         h = self.encode(
@@ -236,13 +238,21 @@ class Roberta(nnx.Module):
             if groups != batch_size:  # each prediction's language: that of the sequence it lies in
                 lang_id = jnp.take_along_axis(lang_id.reshape(groups, -1), positions // length, axis=1)
             targets, weights = batch["mlm_targets"], batch["mlm_weights"]
+            if self.spec.prediction_tiers > 1:  # only as many gathered rows as the batch uses
+                ce, correct = prediction_tiers.cross_entropy(
+                    self.lm_head.transform(h), self.embeddings.word_embeddings.embedding[...],
+                    self.lm_head.bias[...], targets, weights, count=self.spec.prediction_tiers,
+                )
+                return weighted_sums(ce, correct, weights, lang_id, num_langs=self.spec.num_langs)
         else:
             targets, weights = batch["targets"], batch["loss_mask"]
         logits = self.lm_head(h, self.embeddings.word_embeddings)
         return token_cross_entropy(logits, targets, weights, lang_id, num_langs=self.spec.num_langs)
 
 
-def training_flops_per_sequence(spec: ModelSpec, seq_len: int, predicted: float | None = None) -> float:
+def training_flops_per_sequence(
+    spec: ModelSpec, seq_len: int, predicted: float | None = None, projected: float | None = None
+) -> float:
     """Analytic FLOPs of one training step (forward + backward) on one sequence of `seq_len` tokens.
 
     6 × multiply-adds per token (2 per MAC, ×3 for forward + backward) of every matmul: per layer the four
@@ -250,7 +260,9 @@ def training_flops_per_sequence(spec: ModelSpec, seq_len: int, predicted: float 
     (2·seq_len·inner per token per layer); the MLM head (dense d² and the tied decoder d·V) on the `predicted`
     rows the model projects (data.max_predictions_per_seq; None = every position, as Hugging Face does).
     With `predicted` rows (> 0) and `model.last_layer_predicted_only`, the last layer's output projection and
-    FFN run on those rows only. Embedding gathers, biases, norms and softmax are not counted.
+    FFN run on those rows only; of them the head projects `projected` (`model.prediction_tiers` picks fewer
+    when the batch leaves the last ones empty; None = all `predicted`). Embedding gathers, biases, norms and
+    softmax are not counted.
     """
     d, inner = spec.hidden, spec.heads * spec.head_dim
     every_row = 3 * d * inner + 2 * seq_len * inner  # Q, K, V and the attention products: every position
@@ -258,5 +270,5 @@ def training_flops_per_sequence(spec: ModelSpec, seq_len: int, predicted: float 
     last_rows = predicted if predicted and spec.last_layer_predicted_only else seq_len
     encoder_macs = spec.num_layers * seq_len * every_row + ((spec.num_layers - 1) * seq_len + last_rows) * per_row
     head_macs = d * d + d * spec.vocab_size
-    head_rows = seq_len if predicted is None else predicted
+    head_rows = seq_len if predicted is None else predicted if projected is None else projected
     return 6.0 * (encoder_macs + head_rows * head_macs)
