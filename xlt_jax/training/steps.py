@@ -43,16 +43,18 @@ def split_microbatches(batch: Batch, num: int, mesh: Mesh) -> Batch:
     return jax.tree.map(split, batch)
 
 
-def _weighted_loss_fn(model_def: ModelDef) -> Callable:
+def _weighted_loss_fn(model_def: ModelDef, weighted: bool = True) -> Callable:
     """Loss × number of predicted tokens: summing it over microbatches and dividing by the total weight gives
-    the token-weighted mean of the whole global batch (what one un-accumulated step would compute)."""
+    the token-weighted mean of the whole global batch (what one un-accumulated step would compute). With
+    `weighted` False, the mean loss itself: one batch's gradient comes out divided by its weight already, the
+    1/weight applied to the logits' cotangent rather than in a pass over every parameter's gradient."""
 
     def fn(params: dict, batch: Batch, key: jax.Array) -> tuple[jax.Array, tuple[jax.Array, Metrics]]:
         model = model_def.merge(params)
         model_def.reseed(model, key)
         loss, sums = model.loss(batch, deterministic=False)
         weight = jax.lax.stop_gradient(sums["weight_sum"]).astype(jnp.float32)
-        return loss.astype(jnp.float32) * weight, (weight, sums)
+        return loss.astype(jnp.float32) * (weight if weighted else 1.0), (weight, sums)
 
     return fn
 
@@ -74,11 +76,14 @@ def make_train_step(
     advances, as the batch was consumed, and `metrics["skipped"]` is 1.
     """
     grad_fn = jax.value_and_grad(_weighted_loss_fn(model_def), has_aux=True)
+    mean_grad_fn = jax.value_and_grad(_weighted_loss_fn(model_def, weighted=False), has_aux=True)
 
     def step_fn(state: TrainState, batch: Batch) -> tuple[TrainState, Metrics]:
         key = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
-        if grad_accum_steps == 1:
-            (wloss, (weight, sums)), grads = grad_fn(state.params, batch, jax.random.fold_in(key, 0))
+        if grad_accum_steps == 1:  # the mean's gradient: the division by the weight is already in it
+            # (The model divides by max(weight, 1e-8), the accumulating path by max(weight, 1): weights are
+            # counts, so they differ only at weight 0, where the loss and its gradient are 0 either way.)
+            (mean_loss, (weight, sums)), grads = mean_grad_fn(state.params, batch, jax.random.fold_in(key, 0))
         else:
             microbatches = split_microbatches(batch, grad_accum_steps, mesh)
 
@@ -94,12 +99,12 @@ def make_train_step(
             (wloss, weight, sums, grads), _ = jax.lax.scan(
                 accumulate, init, (microbatches, jnp.arange(grad_accum_steps))
             )
-        denom = jnp.maximum(weight, 1.0)
-        grads = jax.tree.map(lambda g: g / denom, grads)
+            mean_loss = wloss / jnp.maximum(weight, 1.0)
+            grads = jax.tree.map(lambda g: g / jnp.maximum(weight, 1.0), grads)
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
         metrics = dict(sums)
-        metrics["loss"] = wloss / denom
+        metrics["loss"] = mean_loss
         metrics["grad_norm"] = optax.tree.norm(grads)
         metrics["learning_rate"] = jnp.asarray(schedule(state.step), jnp.float32)
         if skip_nonfinite:
