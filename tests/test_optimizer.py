@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
@@ -71,3 +72,30 @@ def update_norm(clip_norm: float, gradient: float) -> float:
 def test_gradients_are_clipped_to_global_norm():
     np.testing.assert_allclose(update_norm(1.0, 10.0), update_norm(1.0, 100.0), rtol=1e-5)
     np.testing.assert_allclose(update_norm(0.0, 100.0), 10 * update_norm(0.0, 10.0), rtol=1e-3)  # 0 = off
+
+
+@pytest.mark.parametrize("scale", [0.01, 10.0])  # a global norm below and above clip_norm = 1
+def test_clipping_matches_optax_and_keeps_its_state(scale):
+    """The scalar-factor clip (optimizer.clip_by_global_norm) = optax's, and so does the whole update: the same
+    numbers and the same optimizer-state tree (checkpoints written before it restore)."""
+    rng = np.random.default_rng(0)
+    params = {"layer": {"kernel": jnp.asarray(rng.normal(size=(4, 3)), jnp.float32), "bias": jnp.zeros(3)}}
+    grads = {"layer": {"kernel": jnp.asarray(scale * rng.normal(size=(4, 3)), jnp.float32),
+                       "bias": jnp.asarray(scale * rng.normal(size=3), jnp.float32)}}  # fmt: skip
+    ours, _ = optimizer.clip_by_global_norm(1.0).update(grads, optax.EmptyState())
+    theirs, _ = optax.clip_by_global_norm(1.0).update(grads, optax.EmptyState())
+    np.testing.assert_allclose(optax.tree.norm(ours), min(1.0, float(optax.tree.norm(grads))), rtol=1e-6)
+    for a, b in zip(jax.tree.leaves(ours), jax.tree.leaves(theirs), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-6)
+    config = recipe(warmup_steps=0, learning_rate=0.1, weight_decay=0.01)
+    tx = optimizer.make_optimizer(config, total_steps=10)
+    reference = optax.chain(optax.clip_by_global_norm(1.0), optax.adamw(
+        optimizer.learning_rate_schedule(config, 10), b1=0.9, b2=0.999, eps=1e-8, weight_decay=0.01,
+        mask=optimizer.weight_decay_mask))  # fmt: skip
+    state, ref_state = tx.init(params), reference.init(params)
+    assert jax.tree.structure(state) == jax.tree.structure(ref_state)
+    for _ in range(2):
+        updates, state = tx.update(grads, state, params)
+        ref_updates, ref_state = reference.update(grads, ref_state, params)
+        for a, b in zip(jax.tree.leaves((updates, state)), jax.tree.leaves((ref_updates, ref_state)), strict=True):
+            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-9)

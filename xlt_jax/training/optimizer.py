@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import ml_collections
 import optax
 
@@ -68,12 +69,30 @@ def weight_decay_mask(params: Any) -> Any:
     return jax.tree_util.tree_map_with_path(decayed, params)
 
 
+def clip_by_global_norm(max_norm: float) -> optax.GradientTransformation:
+    """`optax.clip_by_global_norm` (same state, same result up to float rounding) as one scalar factor.
+
+    Why not optax's: it clips each leaf as `select(norm < max, g, g / norm * max)`, and XLA, which treats a
+    division as too costly to repeat in each consumer, writes `g / norm` out in full for the AdamW moments to
+    read back: a pass over every gradient (roberta8 with the transliteration vocabulary: 66M floats, ~11 ms per
+    step on a 2-core AMD EPYC). A scalar `min(1, max / norm)` times g is cheap enough to fuse into each reader.
+    """
+
+    def update(updates: Any, state: optax.EmptyState, params: Any = None) -> tuple[Any, optax.EmptyState]:
+        del params
+        norm = optax.tree.norm(updates)
+        scale = jnp.where(norm < max_norm, 1.0, max_norm / norm)
+        return jax.tree.map(lambda g: g * scale.astype(g.dtype), updates), state
+
+    return optax.GradientTransformation(optax.init_empty_state, update)
+
+
 def make_optimizer(opt_config: ml_collections.ConfigDict, total_steps: int) -> optax.GradientTransformation:
     """Clip by global norm, then AdamW on the schedule; every constant comes from `config.optimizer`."""
     schedule = learning_rate_schedule(opt_config, total_steps)
     parts = []
     if opt_config.clip_norm and opt_config.clip_norm > 0:
-        parts.append(optax.clip_by_global_norm(float(opt_config.clip_norm)))
+        parts.append(clip_by_global_norm(float(opt_config.clip_norm)))
     parts.append(
         optax.adamw(
             schedule,
