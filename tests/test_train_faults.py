@@ -193,8 +193,8 @@ def poisoned_step_3(monkeypatch):
     original_loss, original_prepare = steps._weighted_loss_fn, loop._Trainer._prepare_batch
     calls = [0]
 
-    def loss_fn(model_def):
-        fn = original_loss(model_def)
+    def loss_fn(model_def, weighted=True):
+        fn = original_loss(model_def, weighted)
 
         def poisoned(params, batch, key):
             wloss, aux = fn(params, batch, key)
