@@ -221,7 +221,10 @@ def in_own_process(name: str, argv: list[str]) -> dict:
 def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(prog="python -m xlt_jax.bench peer", description=__doc__)
     parser.add_argument("--configs", default=DEFAULT_CONFIGS, help=f"comma-separated, from: {DEFAULT_CONFIGS}")
-    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds per configuration")
+    parser.add_argument("--rounds", type=int, default=6,
+                        help="alternating rounds per configuration (a shared machine's speed drifts: the same "
+                             "xlt_jax step read 1,022 and 1,102 ms a few seconds apart; more rounds steady the "
+                             "medians)")
     parser.add_argument("--steps", type=int, default=2, help="timed steps per framework per round")
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="torch intra-op threads")
