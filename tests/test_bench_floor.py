@@ -64,3 +64,14 @@ def test_update_is_timed_on_a_copy_of_the_state():
     assert seconds > 0
     np.testing.assert_array_equal(params["w"], 1.0)  # not donated, not updated
     assert int(opt_state[0].count) == 0
+
+
+def test_a_switch_counts_the_branch_the_caller_names_or_every_branch():
+    def f(x, index):
+        return jax.lax.switch(index, [lambda x, n=n: x[:n].T @ x[:n] for n in (8, 16, 32)], x)  # [K, K] each
+
+    jaxpr = jax.make_jaxpr(f)(jnp.ones((32, K)), 0).jaxpr
+    rows = lambda dots: sorted(d.lhs[d.dimension_numbers[0][0][0]] for d in dots.elements())  # noqa: E731
+    assert rows(floor.collect_dots(jaxpr)) == [8, 16, 32]  # unknown: an upper bound
+    assert rows(floor.collect_dots(jaxpr, branch=lambda n: 1 if n == 3 else None)) == [16]
+    assert rows(floor.collect_dots(jaxpr, branch=lambda n: None)) == [8, 16, 32]

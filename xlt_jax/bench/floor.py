@@ -17,7 +17,7 @@ from __future__ import annotations
 import collections
 import functools
 import statistics
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -68,10 +68,15 @@ def _sub_jaxprs(params: dict[str, Any]) -> Iterator[jax.extend.core.Jaxpr]:
 
 
 def collect_dots(
-    jaxpr: jax.extend.core.Jaxpr, times: int = 1, out: collections.Counter | None = None
+    jaxpr: jax.extend.core.Jaxpr,
+    times: int = 1,
+    out: collections.Counter | None = None,
+    branch: Callable[[int], int | None] | None = None,
 ) -> collections.Counter:
-    """Dot -> how many times one call of `jaxpr` runs it (a scan body `length` times; each branch of a
-    `cond` once, an upper bound; a `while` body once, as its trip count is not static)."""
+    """Dot -> how many times one call of `jaxpr` runs it (a scan body `length` times; a `while` body once, as
+    its trip count is not static). Of a `cond` (or switch) with n branches, the branch `branch(n)` names when
+    the caller knows which one runs (the head's row tier for a given batch), else each branch once, an upper
+    bound."""
     out = collections.Counter() if out is None else out
     for eqn in jaxpr.eqns:
         if eqn.primitive.name == "dot_general":
@@ -82,8 +87,10 @@ def collect_dots(
             out[dot] += times
             continue
         repeat = eqn.params.get("length", 1) if eqn.primitive.name == "scan" else 1
-        for sub in _sub_jaxprs(eqn.params):
-            collect_dots(sub, times * repeat, out)
+        subs = list(_sub_jaxprs(eqn.params))
+        taken = branch(len(subs)) if branch is not None and eqn.primitive.name == "cond" else None
+        for sub in subs if taken is None else subs[taken : taken + 1]:
+            collect_dots(sub, times * repeat, out, branch)
     return out
 
 
@@ -118,10 +125,13 @@ def update_seconds(tx: Any, params: Any, opt_state: Any, repeats: int = 7) -> fl
     return statistics.median(timed_calls(run, repeats))
 
 
-def matmul_floor(step: Any, *args: Any, repeats: int = 7, top: int = 8) -> dict:
+def matmul_floor(
+    step: Any, *args: Any, repeats: int = 7, top: int = 8, branch: Callable[[int], int | None] | None = None
+) -> dict:
     """The matmul floor of `step(*args)` (call inside the step's sharding context): total seconds, FLOPs and
-    the `top` dots by total time, each with its count, ms per call and GFLOP/s alone."""
-    dots = collect_dots(jax.make_jaxpr(step)(*args).jaxpr)
+    the `top` dots by total time, each with its count, ms per call and GFLOP/s alone (`branch`: as in
+    `collect_dots`)."""
+    dots = collect_dots(jax.make_jaxpr(step)(*args).jaxpr, branch=branch)
     rows = []
     for dot, count in dots.items():
         seconds = time_dot(dot, repeats)

@@ -139,7 +139,7 @@ def bench_model(preset: str, scan: bool, args: argparse.Namespace, mesh: jax.sha
             times.extend(timed_calls(one_step, 1))
             peaks.append(matmul_peak(device, repeats=2)[0])
         hlo_flops = unrolled_hlo_flops(preset, args, mesh, rules, tx, schedule, batch)
-        floor = step_floor(step, state, batch, tx) if args.floor else {}
+        floor = step_floor(step, state, batch, tx, head_branch(batch_np, predicted, spec)) if args.floor else {}
     projected = None  # rows the head projects: the tier `model.prediction_tiers` picks for this batch
     if predicted:
         projected = prediction_tiers.projected_rows(batch_np["mlm_weights"], spec.prediction_tiers) / args.batch
@@ -178,9 +178,21 @@ def bench_model(preset: str, scan: bool, args: argparse.Namespace, mesh: jax.sha
     }
 
 
-def step_floor(step: Callable, state: state_lib.TrainState, batch: dict, tx: object) -> dict:
+def head_branch(batch: dict, predicted: int, spec: object) -> Callable[[int], int | None] | None:
+    """For the floor: the branch of the head's row-tier switch this batch takes (conds with as many branches
+    as there are tiers; the dropout conds have no dots, so which of theirs is counted does not matter)."""
+    if not predicted:
+        return None
+    tiers = prediction_tiers.tiers(predicted, spec.prediction_tiers)
+    index = tiers.index(prediction_tiers.tier_for(batch["mlm_weights"], tiers))
+    return lambda n: index if n == len(tiers) else None
+
+
+def step_floor(
+    step: Callable, state: state_lib.TrainState, batch: dict, tx: object, branch: Callable | None = None
+) -> dict:
     """The step's matmuls and its optimizer update, each timed alone (`xlt_jax.bench.floor`)."""
-    matmuls = floor_lib.matmul_floor(step, state, batch)
+    matmuls = floor_lib.matmul_floor(step, state, batch, branch=branch)
     return {
         "matmul_s": round(matmuls["floor_s"], 4),
         "matmul_flops": matmuls["matmul_flops"],
