@@ -367,6 +367,15 @@ def test_prediction_tiers_are_multiples_of_eight_up_to_the_budget():
         assert all(m % 8 == 0 and m >= rows / 2 for m in tiers[:-1])
 
 
+def test_prediction_tiers_auto_is_eight_on_cpu_and_off_elsewhere():
+    assert build("roberta").spec.prediction_tiers == 0  # the default is auto
+    assert [prediction_tiers.resolve_count(0, p) for p in ("cpu", "tpu", "gpu")] == [8, 1, 1]
+    assert prediction_tiers.resolve_count(3, "tpu") == 3  # a count given is kept on every platform
+    for bad in (-1, True):
+        with pytest.raises(ConfigError, match=r"model.prediction_tiers must be 0 \(auto\) or a positive integer"):
+            build("roberta", prediction_tiers=bad)
+
+
 def test_device_picks_the_smallest_tier_covering_the_last_weighted_row():
     rng = np.random.default_rng(0)
     tiers = prediction_tiers.tiers(40, 8)
@@ -402,7 +411,7 @@ def test_prediction_tiers_give_the_loss_and_grads_of_every_gathered_row(roberta,
     weights = np.asarray(gathered["mlm_weights"]).copy()
     weights[0, rows_used - 1] = 0.0  # a padding slot before the group's last prediction
     gathered["mlm_weights"] = jnp.asarray(weights)
-    tiers = prediction_tiers.tiers(40, roberta.spec.prediction_tiers)
+    tiers = prediction_tiers.tiers(40, prediction_tiers.resolve_count(roberta.spec.prediction_tiers))
     assert prediction_tiers.tier_for(weights, tiers) == (24 if rows_used < 24 else 32)
     key = jax.random.key(11)
     loss_u, sums_u, grads_u = loss_and_grads(roberta_untiered, gathered, key)

@@ -55,12 +55,12 @@ def test_smoke_step_compiles_for_v5e_8_and_its_memory_accounts_for_the_state():
 @pytest.mark.slow  # a second TPU compile (~20-60 s here): `make test-slow`
 def test_the_plan_is_traced_for_the_chip_not_for_this_host():
     """CPU-only choices stay out of a TPU plan: no dropout-mask conditional (XLA:CPU's fusion boundary, see
-    models/dropout.py); the same step traced for this host's 8 CPU devices has them."""
+    models/dropout.py) and no switch over the head's row tiers (`model.prediction_tiers` auto); the same step
+    traced for this host's 8 CPU devices has both."""
     import jax
 
     config = smoke_config(batch=16)
     assert config.model.dropout > 0
-    config.model.prediction_tiers = 1  # the head's row tiers are a `case` on every platform (prediction_tiers.py)
     plans = {}
     for name, devices in (("v5e-8", tpu.topology_devices("v5e-8")[0]), ("cpu", jax.devices()[:8])):
         plans[name] = tpu.StepCompiler(config, devices).lower(16).as_text()

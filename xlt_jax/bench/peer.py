@@ -80,7 +80,9 @@ class XltStep:
     def __init__(self, config: ml_collections.ConfigDict, layout: VocabLayout, batch: dict[str, np.ndarray]):
         device = jax.devices()[0]
         self.vocab = layout.size
-        self.prediction_tiers = resolve_model_config(config, layout.size).prediction_tiers
+        self.prediction_tiers = prediction_tiers.resolve_count(  # as traced here, for the CPU
+            resolve_model_config(config, layout.size).prediction_tiers, "cpu"
+        )
         self.mesh = partitioning.make_mesh(ml_collections.ConfigDict({"shape": (1, 1, 1)}), [device])
         self.rules = partitioning.logical_rules(RULES)
         tx = optimizer.make_optimizer(OPTIMIZER, 1000)

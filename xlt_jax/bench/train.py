@@ -142,7 +142,8 @@ def bench_model(preset: str, scan: bool, args: argparse.Namespace, mesh: jax.sha
         floor = step_floor(step, state, batch, tx, head_branch(batch_np, predicted, spec)) if args.floor else {}
     projected = None  # rows the head projects: the tier `model.prediction_tiers` picks for this batch
     if predicted:
-        projected = prediction_tiers.projected_rows(batch_np["mlm_weights"], spec.prediction_tiers) / args.batch
+        tiers = prediction_tiers.resolve_count(spec.prediction_tiers, "cpu")
+        projected = prediction_tiers.projected_rows(batch_np["mlm_weights"], tiers) / args.batch
     flops = flops_per_example(config, args.vocab, args.seq_len, predicted=predicted or None, projected=projected)
     flops *= args.batch
     fractions = [flops / t / max(peaks[i], peaks[i + 1]) for i, t in enumerate(times)]
@@ -158,7 +159,7 @@ def bench_model(preset: str, scan: bool, args: argparse.Namespace, mesh: jax.sha
         "max_predictions_per_seq": predicted,
         # The last layer past attention on the predicted rows only (flops_per_step counts it that way).
         "last_layer_predicted_only": spec.last_layer_predicted_only,
-        "prediction_tiers": spec.prediction_tiers,
+        "prediction_tiers": prediction_tiers.resolve_count(spec.prediction_tiers, "cpu"),
         "projected_rows_per_seq": projected,
         "params": state_lib.parameter_count(state),
         "lower_s": round(lower_s, 3),
@@ -183,7 +184,7 @@ def head_branch(batch: dict, predicted: int, spec: object) -> Callable[[int], in
     as there are tiers; the dropout conds have no dots, so which of theirs is counted does not matter)."""
     if not predicted:
         return None
-    tiers = prediction_tiers.tiers(predicted, spec.prediction_tiers)
+    tiers = prediction_tiers.tiers(predicted, prediction_tiers.resolve_count(spec.prediction_tiers, "cpu"))
     index = tiers.index(prediction_tiers.tier_for(batch["mlm_weights"], tiers))
     return lambda n: index if n == len(tiers) else None
 

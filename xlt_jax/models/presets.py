@@ -61,7 +61,7 @@ class ModelSpec:
     scan_unroll: int = 0
     attention_impl: str = "auto"
     last_layer_predicted_only: bool = True
-    prediction_tiers: int = 1
+    prediction_tiers: int = 1  # 0 = auto (prediction_tiers.resolve_count)
     num_decoder_layers: int = 0
     z_loss: float = 0.0
     relpos_buckets: int = 32
@@ -102,8 +102,9 @@ def default_model_config(name: str = "roberta", preset: str | None = None) -> ml
         c.last_layer_predicted_only = True
         # With gathered MLM predictions, the head projects the smallest of this many row counts (multiples of 8
         # from half the budget to all of it) that covers the batch's predictions, chosen per batch on the device:
-        # the same loss and gradients, about the work of the exact number of predictions. 1 = the whole budget.
-        c.prediction_tiers = 8
+        # the same loss and gradients, about the work of the exact number of predictions. 1 = the whole budget;
+        # 0 = auto: 8 when traced for CPU, 1 elsewhere (models/prediction_tiers.py::resolve_count says why).
+        c.prediction_tiers = 0
     c.num_langs = 2  # size of the per-language metric arrays (lang_id in batches)
     if name == "t5":
         c.num_decoder_layers = config_dict.placeholder(int)  # None = num_layers
@@ -155,8 +156,8 @@ def resolve_model_config(config: ml_collections.ConfigDict, vocab_size: int) -> 
     extra = {}
     if name == "roberta":
         tiers = config.prediction_tiers
-        if not isinstance(tiers, int) or isinstance(tiers, bool) or tiers < 1:
-            raise ConfigError(f"model.prediction_tiers must be an integer >= 1, got {tiers!r}")
+        if not isinstance(tiers, int) or isinstance(tiers, bool) or tiers < 0:
+            raise ConfigError(f"model.prediction_tiers must be 0 (auto) or a positive integer, got {tiers!r}")
         extra = dict(  # last_layer_predicted_only is a bool: ml_collections checks the type
             last_layer_predicted_only=config.last_layer_predicted_only, prediction_tiers=tiers
         )

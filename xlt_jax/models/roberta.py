@@ -238,10 +238,11 @@ class Roberta(nnx.Module):
             if groups != batch_size:  # each prediction's language: that of the sequence it lies in
                 lang_id = jnp.take_along_axis(lang_id.reshape(groups, -1), positions // length, axis=1)
             targets, weights = batch["mlm_targets"], batch["mlm_weights"]
-            if self.spec.prediction_tiers > 1:  # only as many gathered rows as the batch uses
+            tiers = prediction_tiers.resolve_count(self.spec.prediction_tiers)
+            if tiers > 1:  # only as many gathered rows as the batch uses
                 ce, correct = prediction_tiers.cross_entropy(
                     self.lm_head.transform(h), self.embeddings.word_embeddings.embedding[...],
-                    self.lm_head.bias[...], targets, weights, count=self.spec.prediction_tiers,
+                    self.lm_head.bias[...], targets, weights, count=tiers,
                 )
                 return weighted_sums(ce, correct, weights, lang_id, num_langs=self.spec.num_langs)
         else:
