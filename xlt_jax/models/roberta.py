@@ -223,8 +223,9 @@ class Roberta(nnx.Module):
         A batch with `mlm_positions` [B, P] (data.max_predictions_per_seq) projects only those rows onto the
         vocabulary, or with [B/G, P] those of each group of G sequences (data.mlm_group_size, positions
         flattened over the group); one with dense `targets`/`loss_mask` [B, L] projects every position, as
-        Hugging Face does. With `model.prediction_tiers` > 1 the gathered rows past the last one any group
-        uses are left out of the projection (`prediction_tiers.py`). All give the same loss.
+        Hugging Face does. With row tiers (`model.prediction_tiers`; by default on CPU) the gathered rows past
+        the last one any group uses are left out of the projection (`prediction_tiers.py`). All give the same
+        loss.
         """
         positions = batch.get("mlm_positions")
         h = self.encode(
