@@ -36,9 +36,10 @@ def resolve_count(value: int, platform: str | None = None) -> int:
 
     0 (auto) is 8 on CPU and 1 (the whole budget, no switch) elsewhere. On a CPU the rows left out are the
     step's time (roberta8 with the transliteration vocabulary: 3.8% of the step). In the paper's TPU plan
-    they were ~2% of the FLOPs (a group of 16 × 512 tokens per device overflows rarely with a budget only ~12%
-    above its mean), while the float32 softmax this VJP keeps raised the temporaries by 7% (largest v3-8
-    batch 424 → 400) and the 8 branches the compile from 50 to 61 s (v3-8) and 59 to 92 s (v4-8).
+    they would be about 2% of the FLOPs by estimate (120 rows per sequence of 512, one tier for the whole
+    batch of 128, so set by its fullest sequence: ~104), while the float32 softmax this VJP keeps raised the
+    temporaries by 7% (largest v3-8 batch 424 → 400) and the 8 branches the compile from 50 to 61 s (v3-8)
+    and 59 to 92 s (v4-8).
     """
     if value:
         return value
