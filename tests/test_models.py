@@ -136,6 +136,14 @@ def assert_trees_close(a, b, atol=1e-5, rtol=1e-5):
     jax.tree.map(lambda x, y: np.testing.assert_allclose(np.asarray(x), np.asarray(y), atol=atol, rtol=rtol), a, b)
 
 
+def assert_same_training_signal(got, want):
+    """Two `loss_and_grads` results agree: the loss, the metric sums and the gradients, to float rounding."""
+    (loss_g, sums_g, grads_g), (loss_w, sums_w, grads_w) = got, want
+    np.testing.assert_allclose(loss_g, loss_w, rtol=1e-6)
+    assert_trees_close(sums_g, sums_w, atol=1e-5)
+    assert_trees_close(nnx.to_pure_dict(grads_g), nnx.to_pure_dict(grads_w), atol=1e-6)
+
+
 @pytest.fixture(scope="module")
 def roberta():
     return build("roberta")
@@ -318,11 +326,7 @@ def test_gathered_predictions_give_the_full_projection_loss_and_grads(model_name
     gathered = gathered_batch(dense, slots=8)
     assert 0 < np.asarray(gathered["mlm_weights"]).sum(1).min() < 8  # real padding slots in the gathered batch
     key = jax.random.key(11)
-    loss_d, sums_d, grads_d = loss_and_grads(roberta, dense, key)
-    loss_g, sums_g, grads_g = loss_and_grads(roberta, gathered, key)
-    np.testing.assert_allclose(loss_g, loss_d, rtol=1e-6)
-    assert_trees_close(sums_g, sums_d, atol=1e-5)
-    assert_trees_close(nnx.to_pure_dict(grads_g), nnx.to_pure_dict(grads_d), atol=1e-6)
+    assert_same_training_signal(loss_and_grads(roberta, gathered, key), loss_and_grads(roberta, dense, key))
 
 
 @pytest.mark.parametrize("model_name", ["roberta", "roberta_loop"])
@@ -414,11 +418,9 @@ def test_prediction_tiers_give_the_loss_and_grads_of_every_gathered_row(roberta,
     tiers = prediction_tiers.tiers(40, prediction_tiers.resolve_count(roberta.spec.prediction_tiers))
     assert prediction_tiers.tier_for(weights, tiers) == (24 if rows_used < 24 else 32)
     key = jax.random.key(11)
-    loss_u, sums_u, grads_u = loss_and_grads(roberta_untiered, gathered, key)
-    loss_t, sums_t, grads_t = loss_and_grads(roberta, gathered, key)
-    np.testing.assert_allclose(loss_t, loss_u, rtol=1e-6)
-    assert_trees_close(sums_t, sums_u, atol=1e-5)
-    assert_trees_close(nnx.to_pure_dict(grads_t), nnx.to_pure_dict(grads_u), atol=1e-6)
+    tiered = loss_and_grads(roberta, gathered, key)
+    assert_same_training_signal(tiered, loss_and_grads(roberta_untiered, gathered, key))
+    loss_t, _, grads_t = tiered
     if rows_used < 24:  # and both equal the full projection of every position, that slot unweighted too
         dense_mask = loss_mask.copy()
         dense_mask[0, int(gathered["mlm_positions"][0, rows_used - 1])] = 0.0

@@ -139,11 +139,12 @@ def bench_model(preset: str, scan: bool, args: argparse.Namespace, mesh: jax.sha
             times.extend(timed_calls(one_step, 1))
             peaks.append(matmul_peak(device, repeats=2)[0])
         hlo_flops = unrolled_hlo_flops(preset, args, mesh, rules, tx, schedule, batch)
-        floor = step_floor(step, state, batch, tx, head_branch(batch_np, predicted, spec)) if args.floor else {}
+        tier_count = prediction_tiers.resolve_count(spec.prediction_tiers, "cpu")  # as traced here
+        branch = head_branch(batch_np, predicted, tier_count)
+        floor = step_floor(step, state, batch, tx, branch) if args.floor else {}
     projected = None  # rows the head projects: the tier `model.prediction_tiers` picks for this batch
     if predicted:
-        tiers = prediction_tiers.resolve_count(spec.prediction_tiers, "cpu")
-        projected = prediction_tiers.projected_rows(batch_np["mlm_weights"], tiers) / args.batch
+        projected = prediction_tiers.projected_rows(batch_np["mlm_weights"], tier_count) / args.batch
     flops = flops_per_example(config, args.vocab, args.seq_len, predicted=predicted or None, projected=projected)
     flops *= args.batch
     fractions = [flops / t / max(peaks[i], peaks[i + 1]) for i, t in enumerate(times)]
@@ -159,7 +160,7 @@ def bench_model(preset: str, scan: bool, args: argparse.Namespace, mesh: jax.sha
         "max_predictions_per_seq": predicted,
         # The last layer past attention on the predicted rows only (flops_per_step counts it that way).
         "last_layer_predicted_only": spec.last_layer_predicted_only,
-        "prediction_tiers": prediction_tiers.resolve_count(spec.prediction_tiers, "cpu"),
+        "prediction_tiers": tier_count,
         "projected_rows_per_seq": projected,
         "params": state_lib.parameter_count(state),
         "lower_s": round(lower_s, 3),
@@ -179,12 +180,12 @@ def bench_model(preset: str, scan: bool, args: argparse.Namespace, mesh: jax.sha
     }
 
 
-def head_branch(batch: dict, predicted: int, spec: object) -> Callable[[int], int | None] | None:
+def head_branch(batch: dict, predicted: int, tier_count: int) -> Callable[[int], int | None] | None:
     """For the floor: the branch of the head's row-tier switch this batch takes (conds with as many branches
     as there are tiers; the dropout conds have no dots, so which of theirs is counted does not matter)."""
     if not predicted:
         return None
-    tiers = prediction_tiers.tiers(predicted, prediction_tiers.resolve_count(spec.prediction_tiers, "cpu"))
+    tiers = prediction_tiers.tiers(predicted, tier_count)
     index = tiers.index(prediction_tiers.tier_for(batch["mlm_weights"], tiers))
     return lambda n: index if n == len(tiers) else None
 

@@ -99,8 +99,9 @@ def make_train_step(
             (wloss, weight, sums, grads), _ = jax.lax.scan(
                 accumulate, init, (microbatches, jnp.arange(grad_accum_steps))
             )
-            mean_loss = wloss / jnp.maximum(weight, 1.0)
-            grads = jax.tree.map(lambda g: g / jnp.maximum(weight, 1.0), grads)
+            denom = jnp.maximum(weight, 1.0)
+            mean_loss = wloss / denom
+            grads = jax.tree.map(lambda g: g / denom, grads)
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
         metrics = dict(sums)
